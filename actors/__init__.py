@@ -1,0 +1,52 @@
+"""castflow: actor-model orchestration of tools and workflows on pykka.
+
+Every tool and workflow runs as an actor with its own mailbox inside an embedded
+``ActorSystem``. Start here::
+
+    from actors import ActorSystem, tool
+
+    @tool
+    def greet(name: str) -> str:
+        '''Say hello.'''
+        return f"hello {name}"
+
+    with ActorSystem() as system:
+        print(system.call(greet, {"name": "ada"}).value)
+"""
+
+import logging
+
+from actors import runtime
+from actors.runtime import *  # noqa: F403 - the runtime's public names are castflow's
+from actors.runtime import codec
+from actors.tools import (
+    FieldError,
+    ProgressReport,
+    Tool,
+    ToolActor,
+    ToolBase,
+    ToolContext,
+    ToolDefinitionError,
+    ToolInputError,
+    ToolOutputError,
+    as_tool,
+    tool,
+)
+
+logging.getLogger("castflow").addHandler(logging.NullHandler())
+
+__all__ = [  # noqa: PLE0604 - extended from the runtime's list
+    *runtime.__all__,
+    "FieldError",
+    "ProgressReport",
+    "Tool",
+    "ToolActor",
+    "ToolBase",
+    "ToolContext",
+    "ToolDefinitionError",
+    "ToolInputError",
+    "ToolOutputError",
+    "as_tool",
+    "codec",
+    "tool",
+]

@@ -1,0 +1,142 @@
+"""Stable handles: the address of an actor that survives its restarts."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pykka._envelope import Envelope
+
+from actors.runtime.errors import ActorDeadError
+from actors.runtime.futures import ActorFuture
+from actors.runtime.reasons import Down, ExitReason
+
+if TYPE_CHECKING:
+    from actors.runtime.actor import Actor
+    from actors.runtime.system import ActorSystem
+    from actors.runtime.timers import Receiver
+
+__all__ = ["ActorHandle"]
+
+A = TypeVar("A", bound="Actor")
+
+
+class ActorHandle(Generic[A]):
+    """The stable address of an actor.
+
+    Messages sent through a handle go to the actor's current incarnation. When an incarnation
+    ends, every watcher receives one ``Down(handle, incarnation, reason)``. A supervisor that
+    restarts the actor binds the new incarnation to the same handle, so holders of the handle
+    never need a new one.
+
+    Handles are created by ``ActorSystem.spawn``; do not construct them yourself.
+    """
+
+    __slots__ = ("__weakref__", "_actor", "_incarnation", "_lock", "_watchers", "name", "system")
+
+    def __init__(self, name: str, system: ActorSystem) -> None:
+        self.name = name
+        self.system = system
+        self._actor: A | None = None
+        self._incarnation = 0
+        self._lock = threading.Lock()
+        self._watchers: tuple[Receiver, ...] = ()
+
+    # -- messaging -----------------------------------------------------------------------
+
+    def tell(self, message: Any) -> None:
+        """Send ``message`` without waiting. Undeliverable messages become dead letters."""
+        actor = self._actor
+        if actor is None or not actor._deliver(Envelope(message)):
+            self.system._dead_letter(self, message)
+
+    def ask(self, message: Any) -> ActorFuture[Any]:
+        """Send ``message`` and return a future of the actor's reply.
+
+        The future fails with ``ActorDeadError`` if the actor stops before answering, and
+        with the handler's exception if it raised. ``future.result(timeout)`` only stops
+        waiting; it cancels nothing.
+        """
+        future: ActorFuture[Any] = ActorFuture()
+        actor = self._actor
+        if actor is None or not actor._deliver(Envelope(message, reply_to=future)):  # type: ignore[arg-type]
+            future.set_exception(ActorDeadError(f"actor {self.name!r} is not running"))
+        return future
+
+    def stop(self, info: object = None) -> ActorFuture[ExitReason]:
+        """Ask the current incarnation to stop after its current message.
+
+        The request overtakes queued messages (they are then failed or dead-lettered), and the
+        actor's cancel scope is cancelled so cooperative work inside it ends early.
+
+        Returns:
+            A future of the incarnation's exit reason (done at once if it is not running).
+        """
+        actor = self._actor
+        future: ActorFuture[ExitReason] = ActorFuture()
+        if actor is None:
+            future.set_exception(ActorDeadError(f"actor {self.name!r} is not running"))
+            return future
+        actor._request_stop(info)
+        actor.terminated.add_done_callback(lambda done: future.set_result(done.result()))
+        return future
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def incarnation(self) -> int:
+        """The number of the current (or last) incarnation, 1 for the first."""
+        return self._incarnation
+
+    def is_alive(self) -> bool:
+        """Whether an incarnation is running and takes messages."""
+        actor = self._actor
+        return actor is not None and actor._accepting
+
+    def join(self, timeout: float | None = None) -> ExitReason | None:
+        """Wait (from outside castflow threads) until the current incarnation has ended.
+
+        Returns:
+            Its exit reason, or ``None`` if it was still running after ``timeout`` seconds.
+        """
+        actor = self._actor
+        if actor is None:
+            return None
+        future: ActorFuture[ExitReason] = ActorFuture()
+        actor.terminated.add_done_callback(lambda done: future.set_result(done.result()))
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            return None
+
+    # -- watchers --------------------------------------------------------------------------
+
+    def watch(self, watcher: Receiver) -> None:
+        """Send ``watcher`` a ``Down`` whenever an incarnation of this actor ends."""
+        with self._lock:
+            if watcher not in self._watchers:
+                self._watchers = (*self._watchers, watcher)
+
+    def unwatch(self, watcher: Receiver) -> None:
+        """Stop sending ``watcher`` ``Down`` messages."""
+        with self._lock:
+            self._watchers = tuple(w for w in self._watchers if w is not watcher)
+
+    # -- incarnations (system and supervisors only) ---------------------------------------
+
+    def _bind(self, actor: A) -> int:
+        with self._lock:
+            self._incarnation += 1
+            self._actor = actor
+            return self._incarnation
+
+    def _notify_down(self, actor: A, reason: ExitReason) -> None:
+        down = Down(self, actor.incarnation, reason)
+        for watcher in self._watchers:
+            try:
+                watcher.tell(down)
+            except Exception:  # noqa: BLE001 - a dead watcher must not hide others
+                self.system._dead_letter(self, down)
+
+    def __repr__(self) -> str:
+        return f"ActorHandle({self.name!r}, incarnation={self._incarnation})"

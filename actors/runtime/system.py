@@ -1,0 +1,569 @@
+"""``ActorSystem``: an embedded home for actors, with its own registry, timers and loop."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Coroutine, Mapping
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from actors.runtime.cancel import CancelReason, CancelScope
+from actors.runtime.clock import MONOTONIC, Clock
+from actors.runtime.errors import BlockingCallError, StartError, SystemShutDownError
+from actors.runtime.events import (
+    ActorAbandoned,
+    ActorFailed,
+    ActorStarted,
+    ActorStopped,
+    DeadLetter,
+    EventBus,
+)
+from actors.runtime.futures import ActorFuture, in_castflow_thread
+from actors.runtime.handle import ActorHandle
+from actors.runtime.reasons import Abandoned, ExitReason
+from actors.runtime.timers import Receiver, TimerService
+
+if TYPE_CHECKING:
+    from actors.runtime.actor import Actor
+    from actors.runtime.leaves import Leaf, LeafPool
+    from actors.runtime.results import StepResult
+
+__all__ = ["AbandonedThread", "ActorSystem", "ShutdownReport"]
+
+logger = logging.getLogger("castflow.system")
+
+A = TypeVar("A", bound="Actor")
+T = TypeVar("T")
+
+DEFAULT_START_TIMEOUT = 5.0
+DEFAULT_CANCELLATION_TIMEOUT = 1.0
+
+
+class AbandonedThread(BaseModel):
+    """A thread castflow gave up on because it did not stop in time.
+
+    Attributes:
+        thread: the thread's name.
+        owner: the actor or leaf that ran on it.
+        waited: seconds castflow waited before giving up.
+        alive: whether the thread was still running when the report was made.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    thread: str
+    owner: str
+    waited: float
+    alive: bool
+
+
+class ShutdownReport(BaseModel):
+    """What ``ActorSystem.shutdown`` did.
+
+    Attributes:
+        system: the system's name.
+        stopped: how many actors stopped within the deadline.
+        abandoned: threads given up during the system's life (including at shutdown).
+        duration: seconds the shutdown took.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    system: str
+    stopped: int
+    abandoned: list[AbandonedThread]
+    duration: float
+
+    @property
+    def clean(self) -> bool:
+        """Whether no thread was left running."""
+        return not any(t.alive for t in self.abandoned)
+
+
+_live_systems: weakref.WeakSet[ActorSystem] = weakref.WeakSet()
+_atexit_lock = threading.Lock()
+_atexit_registered = False
+
+
+def _shutdown_live_systems() -> None:
+    for system in list(_live_systems):
+        try:
+            system.shutdown(timeout=5.0)
+        except Exception:
+            logger.exception("shutting down %s at exit failed", system.name)
+
+
+def _register_atexit() -> None:
+    global _atexit_registered
+    with _atexit_lock:
+        if _atexit_registered:
+            return
+        # Runs before the interpreter joins non-daemon threads (plain atexit runs after).
+        threading._register_atexit(_shutdown_live_systems)  # type: ignore[attr-defined]
+        _atexit_registered = True
+
+
+class ActorSystem:
+    """An embedded actor system. Use it as a context manager, or call ``shutdown()``.
+
+    It owns everything it starts: its actors (in its own registry, invisible to other systems
+    and to pykka's global registry), one timer thread, an asyncio loop thread started on first
+    need, the pools of leaf workers that run tools, and an event bus. After ``shutdown`` no
+    thread it started is alive, except threads the report lists as abandoned.
+
+    Args:
+        name: names the system's threads and events.
+        clock: the clock for deadlines and timers (inject a ``ManualClock`` in tests).
+        resources: shared clients and pools handed to tools as ``ToolContext.resources``.
+        max_leaf_workers: the most threads that run sync tools for ``call``.
+        start_timeout: default seconds ``spawn`` waits for ``on_start``.
+        cancellation_timeout: default grace, after a leaf is cancelled, before its thread
+            is abandoned and replaced.
+    """
+
+    def __init__(
+        self,
+        name: str = "castflow",
+        *,
+        clock: Clock | None = None,
+        resources: Mapping[str, Any] | None = None,
+        max_leaf_workers: int = 32,
+        start_timeout: float | None = DEFAULT_START_TIMEOUT,
+        cancellation_timeout: float = DEFAULT_CANCELLATION_TIMEOUT,
+    ) -> None:
+        if max_leaf_workers < 1:
+            msg = f"max_leaf_workers must be at least 1, got {max_leaf_workers}"
+            raise ValueError(msg)
+        if cancellation_timeout < 0:
+            msg = f"cancellation_timeout must be >= 0 seconds, got {cancellation_timeout}"
+            raise ValueError(msg)
+        self.name = name
+        self.clock: Clock = clock if clock is not None else MONOTONIC
+        self.resources: Mapping[str, Any] = MappingProxyType(dict(resources or {}))
+        self.start_timeout = start_timeout
+        self.cancellation_timeout = cancellation_timeout
+        self.max_leaf_workers = max_leaf_workers
+        self.events = EventBus(name)
+        self.timers = TimerService(
+            self.clock, name=f"{name}/timers", on_undeliverable=self._undeliverable_timer
+        )
+        self.scope = CancelScope(clock=self.clock, timers=self.timers, name=name)
+        self._lock = threading.RLock()
+        self._names = itertools.count(1)
+        self._handles: dict[str, ActorHandle[Any]] = {}
+        self._live: dict[int, Actor] = {}
+        self._abandoned: list[tuple[threading.Thread | None, str, float]] = []
+        self._dead_letters = 0
+        self._closed = False
+        self._shutdown_report: ShutdownReport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._leaf_pool: LeafPool | None = None
+        _live_systems.add(self)
+        _register_atexit()
+
+    # -- context manager -----------------------------------------------------------------
+
+    def __enter__(self) -> ActorSystem:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        state = "shut down" if self._closed else f"{len(self._live)} actors"
+        return f"ActorSystem({self.name!r}, {state})"
+
+    # -- actors --------------------------------------------------------------------------
+
+    def spawn(
+        self,
+        actor_class: type[A],
+        *args: Any,
+        name: str | None = None,
+        watchers: tuple[Receiver, ...] = (),
+        wait: bool = True,
+        start_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> ActorHandle[A]:
+        """Start an actor of ``actor_class(*args, **kwargs)`` and return its handle.
+
+        Args:
+            actor_class: a subclass of ``actors.Actor``.
+            name: a name unique in this system; generated from the class name if omitted.
+            watchers: receivers of a ``Down`` whenever an incarnation ends.
+            wait: block until ``on_start`` finished (not allowed on castflow threads; actors
+                that spawn pass ``wait=False`` and learn of failure through ``Down``).
+            start_timeout: seconds to wait for ``on_start``; the system default if omitted.
+
+        Raises:
+            StartError: ``on_start`` raised or did not finish in time (the actor is stopped).
+            ValueError: the name is taken.
+            SystemShutDownError: the system has been shut down.
+        """
+        handle: ActorHandle[A] = self._register(name or self._fresh_name(actor_class))
+        for watcher in watchers:
+            handle.watch(watcher)
+        try:
+            self.start_incarnation(handle, actor_class, *args, **kwargs)
+        except BaseException:
+            self._unregister(handle)
+            raise
+        if wait:
+            self._await_start(handle, start_timeout)
+        return handle
+
+    def start_incarnation(
+        self, handle: ActorHandle[A], actor_class: type[A], *args: Any, **kwargs: Any
+    ) -> A:
+        """Start a new incarnation of ``actor_class`` behind an existing ``handle``.
+
+        Supervisors use this to restart a child; it does not wait for ``on_start``.
+        """
+        self._check_open()
+        actor = actor_class(*args, **kwargs)
+        if not hasattr(actor, "_end_lock"):
+            msg = f"{actor_class.__name__}.__init__ did not call super().__init__()"
+            raise TypeError(msg)
+        actor.system = self
+        actor.handle = handle
+        actor.scope = self.scope.child(name=handle.name)
+        with self._lock:
+            actor.incarnation = handle._bind(actor)
+            self._live[id(actor)] = actor
+        actor._start_actor_loop()
+        return actor
+
+    def _await_start(self, handle: ActorHandle[Any], start_timeout: float | None) -> None:
+        actor = handle._actor
+        if actor is None:
+            return
+        if in_castflow_thread():
+            msg = "spawn(wait=True) from a castflow thread: pass wait=False and watch for Down"
+            raise BlockingCallError(msg)
+        timeout = self.start_timeout if start_timeout is None else start_timeout
+        try:
+            actor.started.result(timeout)
+        except concurrent.futures.TimeoutError:
+            self.stop(handle, timeout=self.cancellation_timeout)
+            msg = f"actor {handle.name!r} did not finish on_start within {timeout} s"
+            raise StartError(msg) from None
+
+    def _fresh_name(self, actor_class: type[Any]) -> str:
+        return f"{actor_class.__name__}-{next(self._names)}"
+
+    def _register(self, name: str) -> ActorHandle[Any]:
+        self._check_open()
+        with self._lock:
+            if name in self._handles:
+                msg = f"an actor named {name!r} already exists in system {self.name!r}"
+                raise ValueError(msg)
+            handle: ActorHandle[Any] = ActorHandle(name, self)
+            self._handles[name] = handle
+            return handle
+
+    def _unregister(self, handle: ActorHandle[Any]) -> None:
+        with self._lock:
+            if self._handles.get(handle.name) is handle:
+                del self._handles[handle.name]
+
+    def lookup(self, name: str) -> ActorHandle[Any] | None:
+        """The handle registered under ``name`` in this system, if any."""
+        return self._handles.get(name)
+
+    def actors(self) -> list[ActorHandle[Any]]:
+        """Handles of the actors running now, in start order."""
+        with self._lock:
+            return [actor.handle for actor in self._live.values()]
+
+    def stop(self, handle: ActorHandle[Any], *, timeout: float | None = 5.0) -> ExitReason:
+        """Stop ``handle``'s current incarnation, waiting up to ``timeout`` seconds.
+
+        A thread actor still running after the timeout is abandoned: it gets the exit reason
+        ``Abandoned``, its watchers get their ``Down``, and the thread is reported.
+
+        Returns:
+            The incarnation's exit reason.
+        """
+        actor: Actor | None = handle._actor
+        if actor is None:
+            msg = f"actor {handle.name!r} has never run"
+            raise ValueError(msg)
+        if in_castflow_thread():
+            msg = "ActorSystem.stop() blocks; inside an actor use handle.stop() and watch Down"
+            raise BlockingCallError(msg)
+        actor._request_stop()
+        try:
+            return actor.terminated.result(timeout)
+        except concurrent.futures.TimeoutError:
+            self.abandon(actor, timeout or 0.0)
+            return actor.terminated.result()
+
+    def abandon(self, actor: Actor, waited: float) -> bool:
+        """Give up on ``actor``'s thread: end its incarnation as ``Abandoned``, fence it.
+
+        Returns:
+            False if the incarnation had already ended.
+        """
+        actor._fence()
+        if not actor._report_end(Abandoned(waited)):
+            return False
+        thread = actor.thread
+        self.record_abandoned(thread, actor.handle.name, waited)
+        return True
+
+    def record_abandoned(self, thread: threading.Thread | None, owner: str, waited: float) -> None:
+        """Remember a thread given up on, for the shutdown report, and publish the event."""
+        with self._lock:
+            self._abandoned.append((thread, owner, waited))
+        name = thread.name if thread is not None else "?"
+        logger.warning("%s: abandoned thread %s (%s) after %.3f s", self.name, name, owner, waited)
+        self.events.publish(
+            ActorAbandoned(system=self.name, actor=owner, thread=name, waited=waited)
+        )
+
+    # -- callbacks from actors -------------------------------------------------------------
+
+    def _actor_started(self, actor: Actor) -> None:
+        if self.events.has_subscribers:
+            self.events.publish(
+                ActorStarted(
+                    system=self.name, actor=actor.handle.name, incarnation=actor.incarnation
+                )
+            )
+
+    def _actor_ended(self, actor: Actor, reason: ExitReason) -> None:
+        with self._lock:
+            self._live.pop(id(actor), None)
+        actor.handle._notify_down(actor, reason)
+        if self.events.has_subscribers:
+            event_type = ActorStopped if reason.is_normal else ActorFailed
+            self.events.publish(
+                event_type(
+                    system=self.name,
+                    actor=actor.handle.name,
+                    incarnation=actor.incarnation,
+                    reason=reason,
+                )
+            )
+        if not reason.is_normal:
+            logger.debug("%s: %s ended: %s", self.name, actor.handle.name, reason.describe())
+
+    def _dead_letter(self, handle: ActorHandle[Any], message: object) -> None:
+        self._dead_letters += 1
+        if self.events.has_subscribers:
+            self.events.publish(
+                DeadLetter(system=self.name, recipient=handle.name, message=message)
+            )
+
+    def _undeliverable_timer(self, target: Receiver, message: object, exc: BaseException) -> None:
+        logger.debug(
+            "%s: timer message %r to %r undeliverable: %r", self.name, message, target, exc
+        )
+
+    @property
+    def dead_letters(self) -> int:
+        """How many messages could not be delivered so far."""
+        return self._dead_letters
+
+    # -- asyncio -------------------------------------------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The system's asyncio loop (its thread starts on first use)."""
+        with self._lock:
+            if self._loop is None:
+                self._check_open()
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                thread = threading.Thread(target=run, name=f"{self.name}/asyncio", daemon=True)
+                thread.start()
+                ready.wait()
+                self._loop, self._loop_thread = loop, thread
+            return self._loop
+
+    def run_coroutine(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule ``coro`` on the system loop; cancelling the future cancels the task."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def _stop_loop(self, deadline: float) -> bool:
+        loop, thread = self._loop, self._loop_thread
+        if loop is None or thread is None:
+            return True
+
+        async def close_down() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(
+                tasks, timeout=max(0.0, deadline - time.monotonic())
+            ) if tasks else None
+            await loop.shutdown_asyncgens()
+
+        if loop.is_running():
+            done = asyncio.run_coroutine_threadsafe(close_down(), loop)
+            try:
+                done.result(max(0.0, deadline - time.monotonic()))
+            except Exception:  # noqa: BLE001 - a stuck task must not stop the shutdown
+                logger.warning("%s: asyncio tasks did not finish cancelling in time", self.name)
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            self.record_abandoned(thread, "asyncio loop", 0.0)
+            return False
+        loop.close()
+        return True
+
+    # -- tools -----------------------------------------------------------------------------
+
+    @property
+    def leaf_pool(self) -> LeafPool:
+        """The pool of leaf workers that runs tools for ``call`` (created on first use)."""
+        with self._lock:
+            if self._leaf_pool is None:
+                self._check_open()
+                from actors.runtime.leaves import LeafPool  # noqa: PLC0415 - a cycle
+
+                self._leaf_pool = LeafPool(self, max_workers=self.max_leaf_workers, name="call")
+            return self._leaf_pool
+
+    def call(
+        self,
+        leaf: Leaf,
+        input: object = None,
+        *,
+        timeout: float | None = None,
+        cancellation_timeout: float | None = None,
+    ) -> StepResult:
+        """Run one tool on a leaf worker and return its ``StepResult``. Blocking.
+
+        ``timeout`` is a deadline: when it passes the tool's scope is cancelled (an async
+        tool's task is cancelled) and the result is ``timeout`` at once. A sync tool that does
+        not return within ``cancellation_timeout`` after that has its thread abandoned.
+
+        Raises:
+            ToolInputError: the input does not fit the tool's signature (before it runs).
+        """
+        future = self.call_future(
+            leaf, input, timeout=timeout, cancellation_timeout=cancellation_timeout
+        )
+        return future.result()
+
+    async def call_async(
+        self,
+        leaf: Leaf,
+        input: object = None,
+        *,
+        timeout: float | None = None,
+        cancellation_timeout: float | None = None,
+    ) -> StepResult:
+        """Async twin of ``call``: awaits the result without blocking the event loop."""
+        future = self.call_future(
+            leaf, input, timeout=timeout, cancellation_timeout=cancellation_timeout
+        )
+        return await asyncio.wrap_future(future)
+
+    def call_future(
+        self,
+        leaf: Leaf,
+        input: object = None,
+        *,
+        timeout: float | None = None,
+        cancellation_timeout: float | None = None,
+    ) -> ActorFuture[StepResult]:
+        """Start one tool call and return a future of its ``StepResult``."""
+        return self.leaf_pool.submit(
+            leaf.prepare(input),
+            parent=self.scope,
+            timeout=timeout,
+            cancellation_timeout=cancellation_timeout,
+        )
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            msg = f"actor system {self.name!r} has been shut down"
+            raise SystemShutDownError(msg)
+
+    @property
+    def is_shut_down(self) -> bool:
+        """Whether ``shutdown`` has been called."""
+        return self._closed
+
+    def shutdown(self, timeout: float = 10.0) -> ShutdownReport:
+        """Stop everything the system started, within one overall deadline.
+
+        Every actor's scope is cancelled (reason ``shutdown``) and every actor is asked to
+        stop; those still running at the deadline are abandoned. Then the leaf pools, the
+        asyncio loop (tasks cancelled, async generators closed) and the timer thread stop.
+        Idempotent: a second call returns the first report.
+
+        Returns:
+            What was stopped and which threads were abandoned.
+        """
+        if in_castflow_thread():
+            msg = "ActorSystem.shutdown() blocks; call it from outside the system's threads"
+            raise BlockingCallError(msg)
+        with self._lock:
+            if self._shutdown_report is not None:
+                return self._shutdown_report
+            self._closed = True
+            actors = list(self._live.values())
+        started = time.monotonic()
+        deadline = started + timeout
+        self.scope.cancel(CancelReason.SHUTDOWN)
+        for actor in reversed(actors):
+            actor._request_stop("system shutdown")
+        if self._leaf_pool is not None:
+            self._leaf_pool.close()
+        stopped = 0
+        for actor in reversed(actors):
+            thread = actor.thread
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            if thread is None or not thread.is_alive():
+                stopped += 1
+            else:
+                self.abandon(actor, time.monotonic() - started)
+        if self._leaf_pool is not None:
+            self._leaf_pool.join(deadline)
+        self._stop_loop(deadline)
+        self.timers.stop(max(0.0, deadline - time.monotonic()))
+        report = ShutdownReport(
+            system=self.name,
+            stopped=stopped,
+            abandoned=[
+                AbandonedThread(
+                    thread=thread.name if thread is not None else "?",
+                    owner=owner,
+                    waited=waited,
+                    alive=thread is not None and thread.is_alive(),
+                )
+                for thread, owner, waited in self._abandoned
+            ],
+            duration=time.monotonic() - started,
+        )
+        with self._lock:
+            self._shutdown_report = report
+        _live_systems.discard(self)
+        return report

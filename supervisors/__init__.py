@@ -1,0 +1,1 @@
+"""castflow supervision: who lives, who restarts, who is cancelled."""

@@ -1,0 +1,284 @@
+"""Running tools through ``ActorSystem.call``: results, errors, deadlines, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actors.runtime.errors import CancelledError
+from actors.runtime.events import Event, StepFinished, StepProgress, StepStarted
+from actors.runtime.results import Status
+from actors.runtime.system import ActorSystem
+from actors.tools import ToolContext, ToolInputError, tool
+from tests.helpers import WAIT
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
+
+
+@tool
+def add(a: int, b: int = 1) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+@tool
+def explode(reason: str) -> None:
+    """Always fails."""
+    raise RuntimeError(reason)
+
+
+@tool(output=int)
+def lies() -> Any:
+    """Declares an int and returns text."""
+    return "not a number"
+
+
+@tool
+async def async_add(a: int, b: int) -> int:
+    """Add two numbers after yielding to the loop."""
+    await asyncio.sleep(0)
+    return a + b
+
+
+@tool
+def whoami() -> str:
+    """Reads a context variable of the caller."""
+    return request_id.get()
+
+
+def test_a_sync_tool_call_returns_an_ok_step_result(system: ActorSystem) -> None:
+    result = system.call(add, {"a": 2, "b": 3})
+    assert result.status is Status.OK
+    assert result.value == 5
+    assert result.name == "add"
+    assert result.started_at is not None
+    assert result.finished_at is not None
+    assert result.finished_at >= result.started_at
+    assert result.started_wall is not None
+
+
+def test_a_single_value_binds_to_a_single_required_parameter(system: ActorSystem) -> None:
+    assert system.call(add, 41).value == 42
+
+
+def test_invalid_input_raises_before_the_tool_runs_and_names_the_field(
+    system: ActorSystem,
+) -> None:
+    ran = threading.Event()
+
+    @tool
+    def guarded(count: int) -> int:
+        ran.set()
+        return count
+
+    with pytest.raises(ToolInputError, match="field 'count'") as info:
+        system.call(guarded, {"count": "many"})
+    assert [e.field for e in info.value.errors] == ["count"]
+    assert not ran.is_set()
+
+
+def test_an_exception_in_a_tool_is_an_error_result_not_a_crash(system: ActorSystem) -> None:
+    result = system.call(explode, {"reason": "disk full"})
+    assert result.status is Status.ERROR
+    assert result.error is not None
+    assert result.error.short_type == "RuntimeError"
+    assert result.error.message == "disk full"
+    assert result.error.traceback is not None
+    assert "disk full" in result.error.traceback
+    # The worker survived and takes the next call.
+    assert system.call(add, {"a": 1}).value == 2
+
+
+def test_invalid_output_is_an_error_result(system: ActorSystem) -> None:
+    result = system.call(lies)
+    assert result.status is Status.ERROR
+    assert result.error is not None
+    assert result.error.short_type == "ToolOutputError"
+
+
+def test_an_async_tool_runs_on_the_system_loop(system: ActorSystem) -> None:
+    assert system.call(async_add, {"a": 20, "b": 22}).value == 42
+
+
+def test_a_timeout_really_cancels_an_async_tools_task(system: ActorSystem) -> None:
+    started = threading.Event()
+    cancelled = threading.Event()
+
+    @tool
+    async def slow() -> str:
+        started.set()
+        try:
+            await asyncio.sleep(WAIT * 10)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "finished"
+
+    result = system.call(slow, timeout=0.2)
+    assert started.is_set()
+    assert result.status is Status.TIMEOUT
+    assert cancelled.wait(WAIT), "the task was not cancelled"
+
+
+def test_a_sync_tool_that_watches_its_scope_stops_early_at_the_deadline(
+    system: ActorSystem,
+) -> None:
+    stopped_early = threading.Event()
+
+    @tool
+    def patient(ctx: ToolContext) -> str:
+        if ctx.scope.wait(WAIT * 10):
+            stopped_early.set()
+            ctx.raise_if_cancelled()
+        return "waited it out"
+
+    begun = time.monotonic()
+    result = system.call(patient, timeout=0.1)
+    assert result.status is Status.TIMEOUT
+    assert stopped_early.wait(WAIT)
+    assert time.monotonic() - begun < WAIT
+    # The worker came back: another call runs on the same pool.
+    assert system.call(add, {"a": 1}).value == 2
+
+
+def test_a_sync_tool_that_ignores_cancellation_is_abandoned_and_replaced() -> None:
+    gate = threading.Event()
+    entered = threading.Event()
+
+    @tool
+    def stubborn() -> str:
+        entered.set()
+        gate.wait(WAIT)
+        return "too late"
+
+    system = ActorSystem("stubborn", max_leaf_workers=1, cancellation_timeout=0.05)
+    try:
+        result = system.call(stubborn, timeout=0.05)
+        assert entered.is_set()
+        assert result.status is Status.TIMEOUT
+        # The only worker is stuck; the call after the grace period needs a fresh one.
+        assert system.call(add, {"a": 1}, timeout=WAIT).value == 2
+        report = system.shutdown(timeout=1.0)
+        assert len(report.abandoned) == 1
+        assert report.abandoned[0].owner.startswith("call-leaf-")
+    finally:
+        gate.set()
+        system.shutdown()
+
+
+def test_cancelling_the_system_scope_cancels_a_running_call() -> None:
+    entered = threading.Event()
+    saw_cancel = threading.Event()
+
+    @tool
+    def cooperative(ctx: ToolContext) -> str:
+        entered.set()
+        try:
+            while True:
+                ctx.raise_if_cancelled()
+                ctx.scope.wait(0.5)
+        except CancelledError:
+            saw_cancel.set()
+            raise
+
+    system = ActorSystem("cancel")
+    try:
+        future = system.call_future(cooperative)
+        assert entered.wait(WAIT)
+        system.shutdown(timeout=WAIT)
+        assert future.result(WAIT).status is Status.CANCELLED
+        assert saw_cancel.wait(WAIT)
+    finally:
+        system.shutdown()
+
+
+def test_the_callers_context_variables_reach_a_pooled_worker(system: ActorSystem) -> None:
+    token = request_id.set("req-7")
+    try:
+        assert system.call(whoami).value == "req-7"
+    finally:
+        request_id.reset(token)
+    assert system.call(whoami).value == "none"
+
+
+def test_step_events_and_progress_are_published(system: ActorSystem) -> None:
+    @tool
+    def working(ctx: ToolContext) -> int:
+        ctx.report_progress(0.5, "half way")
+        return 1
+
+    events: list[Event] = []
+    system.events.subscribe(events.append, kinds=(StepStarted, StepProgress, StepFinished))
+    system.call(working)
+    assert [type(e).__name__ for e in events] == ["StepStarted", "StepProgress", "StepFinished"]
+    progress = events[1]
+    assert isinstance(progress, StepProgress)
+    assert (progress.fraction, progress.message) == (0.5, "half way")
+    finished = events[2]
+    assert isinstance(finished, StepFinished)
+    assert finished.status is Status.OK
+    assert finished.call_id == events[0].call_id  # type: ignore[attr-defined]
+
+
+def test_call_async_does_not_block_the_event_loop(system: ActorSystem) -> None:
+    release = threading.Event()
+
+    @tool
+    def blocking() -> str:
+        release.wait(WAIT)
+        return "done"
+
+    async def main() -> tuple[str, int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                if ticks == 5:
+                    release.set()
+                await asyncio.sleep(0.01)
+
+        ticking = asyncio.create_task(ticker())
+        result = await system.call_async(blocking, timeout=WAIT)
+        ticking.cancel()
+        return result.value, ticks
+
+    value, ticks = asyncio.run(main())
+    assert value == "done"
+    assert ticks >= 5
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    workers=st.integers(min_value=1, max_value=4),
+    calls=st.integers(min_value=1, max_value=24),
+)
+def test_concurrent_sync_calls_never_exceed_the_worker_limit(workers: int, calls: int) -> None:
+    lock = threading.Lock()
+    running = 0
+    peak = 0
+
+    @tool
+    def counted(i: int) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.001)  # simulated work, not synchronisation
+        with lock:
+            running -= 1
+        return i
+
+    with ActorSystem("limit", max_leaf_workers=workers) as system:
+        futures = [system.call_future(counted, i) for i in range(calls)]
+        results = [f.result(WAIT) for f in futures]
+    assert [r.value for r in results] == list(range(calls))
+    assert 1 <= peak <= workers
