@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -291,3 +294,21 @@ def test_shutdown_stops_every_actor_and_leaves_no_thread(system: ActorSystem) ->
     assert report.clean
     assert all(not h.is_alive() for h in handles)
     assert system.shutdown() is report
+
+
+def test_a_system_left_running_is_shut_down_at_interpreter_exit(tmp_path: Path) -> None:
+    script = tmp_path / "leaky.py"
+    script.write_text(
+        "from actors import Actor, ActorSystem\n"
+        "class Polite(Actor):\n"
+        "    def on_stop(self) -> None:\n"
+        "        print('stopped', self.handle.name, flush=True)\n"
+        "system = ActorSystem('leaky')\n"
+        "system.spawn(Polite, name='polite')\n"
+        "print('main done', flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["main done", "stopped polite"]
