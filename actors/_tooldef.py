@@ -148,7 +148,28 @@ class ToolDefinitionError(CastflowError):
     """
 
 
-class ToolInputError(CastflowError):
+class _FieldsError(CastflowError):
+    """An error about a tool's input or output, with one :class:`FieldError` per problem."""
+
+    _subject = ""
+
+    def __init__(self, tool_name: str, errors: list[FieldError]) -> None:
+        """Create the error.
+
+        Args:
+            tool_name: the tool whose value was invalid.
+            errors: one entry per problem; at least one.
+        """
+        self.tool_name = tool_name
+        self.errors = list(errors)
+        details = "; ".join(error.describe(self._subject) for error in self.errors)
+        super().__init__(f"tool {tool_name!r}: {details}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.tool_name, self.errors))
+
+
+class ToolInputError(_FieldsError):
     """A tool's input is invalid; raised before the tool runs.
 
     ``str(err)`` names the tool and every bad field, e.g. ``tool 'search': field 'query': Input
@@ -159,23 +180,10 @@ class ToolInputError(CastflowError):
         errors: one :class:`FieldError` per problem.
     """
 
-    def __init__(self, tool_name: str, errors: list[FieldError]) -> None:
-        """Create the error.
-
-        Args:
-            tool_name: the tool whose input was invalid.
-            errors: one entry per problem; at least one.
-        """
-        self.tool_name = tool_name
-        self.errors = list(errors)
-        details = "; ".join(error.describe("input") for error in self.errors)
-        super().__init__(f"tool {tool_name!r}: {details}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.tool_name, self.errors))
+    _subject = "input"
 
 
-class ToolOutputError(CastflowError):
+class ToolOutputError(_FieldsError):
     """A tool returned a value that does not match its declared output type.
 
     ``str(err)`` names the tool and each problem, e.g. ``tool 'count': output: Input should be a
@@ -186,20 +194,7 @@ class ToolOutputError(CastflowError):
         errors: one :class:`FieldError` per problem; paths are relative to the output.
     """
 
-    def __init__(self, tool_name: str, errors: list[FieldError]) -> None:
-        """Create the error.
-
-        Args:
-            tool_name: the tool whose output was invalid.
-            errors: one entry per problem; at least one.
-        """
-        self.tool_name = tool_name
-        self.errors = list(errors)
-        details = "; ".join(error.describe("output") for error in self.errors)
-        super().__init__(f"tool {tool_name!r}: {details}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.tool_name, self.errors))
+    _subject = "output"
 
 
 def _short_repr(value: object) -> str:
