@@ -32,6 +32,22 @@ from actors.tools import (
     as_tool,
     tool,
 )
+from actors.workflows import (
+    Break,
+    ConditionalWorkflow,
+    InputMap,
+    LoopWorkflow,
+    Predicate,
+    RunContext,
+    SequentialWorkflow,
+    StepSpec,
+    Workflow,
+    WorkflowDefinitionError,
+    WorkflowError,
+    WorkflowResult,
+    WorkflowStepResult,
+    step,
+)
 
 logging.getLogger("castflow").addHandler(logging.NullHandler())
 
@@ -49,4 +65,18 @@ __all__ = [  # noqa: PLE0604 - extended from the runtime's list
     "as_tool",
     "codec",
     "tool",
+    "Break",
+    "ConditionalWorkflow",
+    "InputMap",
+    "LoopWorkflow",
+    "Predicate",
+    "RunContext",
+    "SequentialWorkflow",
+    "StepSpec",
+    "Workflow",
+    "WorkflowDefinitionError",
+    "WorkflowError",
+    "WorkflowResult",
+    "WorkflowStepResult",
+    "step",
 ]

@@ -46,10 +46,14 @@ from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
 from pydantic.json_schema import GenerateJsonSchema
 
 from actors.runtime.errors import CastflowError
+from actors.runtime.steps import start_leaf
 
 if TYPE_CHECKING:
     from actors.runtime.cancel import CancelScope
     from actors.runtime.leaves import LeafEnv
+    from actors.runtime.results import StepResult
+    from actors.runtime.steps import StepCall
+    from actors.workflows.result import WorkflowResult
 
 __all__ = [
     "MISSING",
@@ -905,6 +909,22 @@ class Tool(Generic[P, R]):
             ToolInputError: the input does not fit the signature; nothing has run.
         """
         return ToolTask(self, self.validate_input(input))
+
+    # -- as a step --------------------------------------------------------------------------
+
+    def start(self, call: StepCall) -> None:
+        """Run as a step (the ``Step`` protocol): validate the input, submit to the leaf pool.
+
+        Raises:
+            ToolInputError: the input does not fit the signature; nothing has run.
+        """
+        start_leaf(self, call)
+
+    def present(self, result: StepResult, run_id: str) -> WorkflowResult:
+        """A one-step run's result: a ``WorkflowResult`` whose only step is this tool's call."""
+        from actors.workflows.result import WorkflowResult  # noqa: PLC0415 - same floor
+
+        return WorkflowResult.from_step(result, run_id, kind="tool")
 
     # -- output -----------------------------------------------------------------------------
 

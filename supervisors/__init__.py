@@ -1,1 +1,106 @@
-"""castflow supervision: who lives, who restarts, who is cancelled."""
+"""castflow supervision: who lives, who restarts, who is cancelled.
+
+OTP's supervisors on castflow actors: ``Supervisor`` (one_for_one, one_for_all, rest_for_one),
+``DynamicSupervisor``, child specs with restart types and shutdown specs, restart intensity,
+backoff and automatic shutdown. See docs/supervision.md.
+"""
+
+from supervisors.backoff import Backoff
+from supervisors.client import SupervisorClient, start_dynamic_supervisor, start_supervisor
+from supervisors.dynamic import DynamicSupervisor
+from supervisors.errors import (
+    ChildAlreadyPresentError,
+    ChildAlreadyStartedError,
+    ChildNotFoundError,
+    ChildRestartingError,
+    ChildRunningError,
+    ChildSpecError,
+    ChildStartError,
+    MaxChildrenError,
+    SupervisorError,
+    SupervisorStoppingError,
+)
+from supervisors.events import (
+    AutoShutdownTriggered,
+    ChildAbandoned,
+    ChildExited,
+    ChildRestarting,
+    ChildStarted,
+    ChildStartFailed,
+    ChildTerminated,
+    SupervisionEvent,
+    SupervisorEscalated,
+    SupervisorStopped,
+)
+from supervisors.messages import (
+    ChildCounts,
+    ChildInfo,
+    ChildState,
+    CountChildren,
+    DeleteChild,
+    GetChildSpec,
+    Request,
+    RestartChild,
+    StartChild,
+    SupervisorReply,
+    TerminateChild,
+    WhichChildren,
+)
+from supervisors.spec import (
+    AutoShutdown,
+    ChildKind,
+    ChildSpec,
+    RestartStrategy,
+    RestartType,
+    ShutdownSpec,
+    SupervisorFlags,
+)
+from supervisors.supervisor import Supervisor
+
+__all__ = [
+    "AutoShutdown",
+    "AutoShutdownTriggered",
+    "Backoff",
+    "ChildAbandoned",
+    "ChildAlreadyPresentError",
+    "ChildAlreadyStartedError",
+    "ChildCounts",
+    "ChildExited",
+    "ChildInfo",
+    "ChildKind",
+    "ChildNotFoundError",
+    "ChildRestarting",
+    "ChildRestartingError",
+    "ChildRunningError",
+    "ChildSpec",
+    "ChildSpecError",
+    "ChildStartError",
+    "ChildStartFailed",
+    "ChildStarted",
+    "ChildState",
+    "ChildTerminated",
+    "CountChildren",
+    "DeleteChild",
+    "DynamicSupervisor",
+    "GetChildSpec",
+    "MaxChildrenError",
+    "Request",
+    "RestartChild",
+    "RestartStrategy",
+    "RestartType",
+    "ShutdownSpec",
+    "StartChild",
+    "SupervisionEvent",
+    "Supervisor",
+    "SupervisorClient",
+    "SupervisorError",
+    "SupervisorEscalated",
+    "SupervisorFlags",
+    "SupervisorReply",
+    "SupervisorStopped",
+    "SupervisorStoppingError",
+    "TerminateChild",
+    "WhichChildren",
+    "start_dynamic_supervisor",
+    "start_supervisor",
+]

@@ -1,5 +1,5 @@
 """castflow's runtime (floor 1): the actor system, hardened actors, handles, cancellation,
-timers, the event bus, the codec and the leaf-executor protocol.
+timers, the event bus, the codec, the leaf-executor protocol and the step protocol runs use.
 
 Everything here is re-exported from ``actors``; import from there.
 """
@@ -44,6 +44,7 @@ from actors.runtime.reasons import (
     StartFailed,
 )
 from actors.runtime.results import ErrorInfo, Status, StepResult
+from actors.runtime.steps import Run, RunEnv, RunFinishedError, Step, StepCall, start_leaf
 from actors.runtime.system import AbandonedThread, ActorSystem, ShutdownReport
 from actors.runtime.timers import Receiver, TimerHandle, TimerService
 
@@ -85,11 +86,16 @@ __all__ = [
     "MonotonicClock",
     "Normal",
     "Receiver",
+    "Run",
+    "RunEnv",
+    "RunFinishedError",
     "Shutdown",
     "ShutdownReport",
     "StartError",
     "StartFailed",
     "Status",
+    "Step",
+    "StepCall",
     "StepFinished",
     "StepProgress",
     "StepResult",
@@ -99,4 +105,5 @@ __all__ = [
     "SystemShutDownError",
     "TimerHandle",
     "TimerService",
+    "start_leaf",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pykka._envelope import Envelope
@@ -32,7 +33,17 @@ class ActorHandle(Generic[A]):
     Handles are created by ``ActorSystem.spawn``; do not construct them yourself.
     """
 
-    __slots__ = ("__weakref__", "_actor", "_incarnation", "_lock", "_watchers", "name", "system")
+    __slots__ = (
+        "__weakref__",
+        "_actor",
+        "_incarnation",
+        "_lock",
+        "_stash",
+        "_stash_capacity",
+        "_watchers",
+        "name",
+        "system",
+    )
 
     def __init__(self, name: str, system: ActorSystem) -> None:
         self.name = name
@@ -41,14 +52,22 @@ class ActorHandle(Generic[A]):
         self._incarnation = 0
         self._lock = threading.Lock()
         self._watchers: tuple[Receiver, ...] = ()
+        # While a supervisor restarts the actor, undeliverable messages wait here (bounded)
+        # for the next incarnation instead of becoming dead letters. None: no stashing.
+        self._stash: deque[Envelope[Any]] | None = None
+        self._stash_capacity = 0
 
     # -- messaging -----------------------------------------------------------------------
 
     def tell(self, message: Any) -> None:
-        """Send ``message`` without waiting. Undeliverable messages become dead letters."""
-        actor = self._actor
-        if actor is None or not actor._deliver(Envelope(message)):
-            self.system._dead_letter(self, message)
+        """Send ``message`` without waiting.
+
+        While a supervisor restarts the actor, the message waits in the handle's bounded
+        stash for the next incarnation; otherwise undeliverable messages become dead letters.
+        """
+        envelope: Envelope[Any] = Envelope(message)
+        if not self._send(envelope):
+            self._reject(envelope)
 
     def ask(self, message: Any) -> ActorFuture[Any]:
         """Send ``message`` and return a future of the actor's reply.
@@ -58,10 +77,31 @@ class ActorHandle(Generic[A]):
         waiting; it cancels nothing.
         """
         future: ActorFuture[Any] = ActorFuture()
-        actor = self._actor
-        if actor is None or not actor._deliver(Envelope(message, reply_to=future)):  # type: ignore[arg-type]
-            future.set_exception(ActorDeadError(f"actor {self.name!r} is not running"))
+        envelope: Envelope[Any] = Envelope(message, reply_to=future)  # type: ignore[arg-type]
+        if not self._send(envelope):
+            self._reject(envelope)
         return future
+
+    def _send(self, envelope: Envelope[Any]) -> bool:
+        while True:
+            actor = self._actor
+            if actor is not None and actor._deliver(envelope):
+                return True
+            with self._lock:
+                if self._actor is not actor:
+                    continue  # a new incarnation was bound meanwhile: deliver to it
+                stash = self._stash
+                if stash is None or len(stash) >= self._stash_capacity:
+                    return False
+                stash.append(envelope)
+                return True
+
+    def _reject(self, envelope: Envelope[Any]) -> None:
+        reply_to: Any = envelope.reply_to
+        if reply_to is None:
+            self.system._dead_letter(self, envelope.message)
+        elif not reply_to.done():
+            reply_to.set_exception(ActorDeadError(f"actor {self.name!r} is not running"))
 
     def stop(self, info: object = None) -> ActorFuture[ExitReason]:
         """Ask the current incarnation to stop after its current message.
@@ -127,8 +167,30 @@ class ActorHandle(Generic[A]):
     def _bind(self, actor: A) -> int:
         with self._lock:
             self._incarnation += 1
+            stash = self._stash
+            # The stash goes first, before anyone can reach the new incarnation: order is kept.
+            while stash:
+                actor._deliver(stash.popleft())
             self._actor = actor
             return self._incarnation
+
+    def _enable_stash(self, capacity: int) -> None:
+        """Keep up to ``capacity`` undeliverable messages for the next incarnation.
+
+        Supervisors call this for the children they may restart (Akka's stash while
+        restarting or backing off).
+        """
+        with self._lock:
+            self._stash_capacity = capacity
+            if self._stash is None:
+                self._stash = deque()
+
+    def _disable_stash(self) -> None:
+        """Stop stashing; the messages kept so far become dead letters (asks fail)."""
+        with self._lock:
+            stash, self._stash = self._stash, None
+        for envelope in stash or ():
+            self._reject(envelope)
 
     def _notify_down(self, actor: A, reason: ExitReason) -> None:
         down = Down(self, actor.incarnation, reason)

@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,6 +29,7 @@ from actors.runtime.events import (
 from actors.runtime.futures import ActorFuture, in_castflow_thread
 from actors.runtime.handle import ActorHandle
 from actors.runtime.reasons import Abandoned, ExitReason
+from actors.runtime.steps import Run, RunEnv, Step, StepCall, cancelled_result
 from actors.runtime.timers import Receiver, TimerService
 
 if TYPE_CHECKING:
@@ -45,6 +46,10 @@ T = TypeVar("T")
 
 DEFAULT_START_TIMEOUT = 5.0
 DEFAULT_CANCELLATION_TIMEOUT = 1.0
+
+
+def _noop() -> None:
+    return None
 
 
 class AbandonedThread(BaseModel):
@@ -167,6 +172,7 @@ class ActorSystem:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._leaf_pool: LeafPool | None = None
+        self._run_ids = itertools.count(1)
         _live_systems.add(self)
         _register_atexit()
 
@@ -497,6 +503,79 @@ class ActorSystem:
             timeout=timeout,
             cancellation_timeout=cancellation_timeout,
         )
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def start(self, step: Step[T], input: object = None, *, timeout: float | None = None) -> Run[T]:
+        """Start a run of ``step`` (a workflow or a tool) and return its handle at once.
+
+        Args:
+            step: anything implementing the ``Step`` protocol.
+            input: the run's input.
+            timeout: seconds until the run's deadline; when it passes the run is cancelled
+                and ends with status ``timeout``. Nested deadlines are never later.
+
+        Returns:
+            The run's handle: ``result(timeout)``, ``cancel()``, ``status``, ``await``.
+
+        Raises:
+            ToolInputError: the input does not fit the step (nothing was started).
+            SystemShutDownError: the system has been shut down.
+        """
+        self._check_open()
+        run_id = f"run-{next(self._run_ids)}"
+        scope = self.scope.child(timeout=timeout, name=run_id)
+        env = RunEnv(self, run_id, input)
+        future: ActorFuture[StepResult] = ActorFuture()
+        decided = threading.Lock()
+
+        def reply(result: StepResult) -> None:
+            with decided:
+                if future.done():
+                    return
+                future.set_result(result)
+            # The result is out first; cleanup never delays it.
+            remove_shutdown_hook()
+            env.close()
+            scope.close()
+
+        def on_shutdown(cancelled: CancelScope) -> None:
+            # Coordinators may be stopped before they see the cancellation: decide here.
+            if cancelled.reason is CancelReason.SHUTDOWN:
+                reply(cancelled_result(step.name, cancelled, "the system shut down"))
+
+        remove_shutdown_hook: Callable[[], None] = _noop
+        call = StepCall(env=env, input=input, scope=scope, path=step.name, reply=reply)
+        try:
+            step.start(call)
+        except BaseException:
+            env.close()
+            scope.close()
+            raise
+        if not future.done():
+            remove_shutdown_hook = scope.add_callback(on_shutdown)
+        return Run(step, run_id, scope, future)
+
+    def run(self, step: Step[T], input: object = None, *, timeout: float | None = None) -> T:
+        """Run ``step`` to its end and return its result. Blocking.
+
+        ``timeout`` is a deadline that cancels the run; the result then has status
+        ``timeout``. For a workflow or a tool the result is a ``WorkflowResult``.
+
+        Raises:
+            ToolInputError: the input does not fit the step (nothing was started).
+            BlockingCallError: called on a castflow thread.
+        """
+        return self.start(step, input, timeout=timeout).result()
+
+    async def run_async(
+        self, step: Step[T], input: object = None, *, timeout: float | None = None
+    ) -> T:
+        """Async twin of ``run``: awaits without blocking the event loop.
+
+        Cancelling the awaiting task cancels the run.
+        """
+        return await self.start(step, input, timeout=timeout).wait_async(cancel_on_exit=True)
 
     # -- shutdown --------------------------------------------------------------------------
 

@@ -1,0 +1,33 @@
+"""Composable workflows: immutable definitions run by coordinator actors.
+
+``SequentialWorkflow``, ``ConditionalWorkflow`` and ``LoopWorkflow`` nest in each other to any
+depth, and tools (or plain functions) are steps of any of them. Run one with
+``system.run(workflow, input, timeout=...)``, ``system.start(...)`` or
+``await system.run_async(...)``; the result is a ``WorkflowResult``.
+"""
+
+from actors.workflows._coordinator import Workflow
+from actors.workflows._spec import InputMap, StepSpec, step
+from actors.workflows.conditional import ConditionalWorkflow, Predicate
+from actors.workflows.context import RunContext
+from actors.workflows.errors import Break, WorkflowDefinitionError, WorkflowError
+from actors.workflows.loop import LoopWorkflow
+from actors.workflows.result import WorkflowResult, WorkflowStepResult
+from actors.workflows.sequential import SequentialWorkflow
+
+__all__ = [
+    "Break",
+    "ConditionalWorkflow",
+    "InputMap",
+    "LoopWorkflow",
+    "Predicate",
+    "RunContext",
+    "SequentialWorkflow",
+    "StepSpec",
+    "Workflow",
+    "WorkflowDefinitionError",
+    "WorkflowError",
+    "WorkflowResult",
+    "WorkflowStepResult",
+    "step",
+]
