@@ -613,8 +613,6 @@ class ActorSystem:
         self.scope.cancel(CancelReason.SHUTDOWN)
         for actor in reversed(actors):
             actor._request_stop("system shutdown")
-        if self._leaf_pool is not None:
-            self._leaf_pool.close()
         stopped = 0
         for actor in reversed(actors):
             thread = actor.thread
@@ -624,8 +622,6 @@ class ActorSystem:
                 stopped += 1
             else:
                 self.abandon(actor, time.monotonic() - started)
-        if self._leaf_pool is not None:
-            self._leaf_pool.join(deadline)
         self._stop_loop(deadline)
         self.timers.stop(max(0.0, deadline - time.monotonic()))
         report = ShutdownReport(
