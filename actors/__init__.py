@@ -17,8 +17,17 @@ Every tool and workflow runs as an actor with its own mailbox inside an embedded
 import logging
 
 from actors import runtime
+from actors.gather import Aggregation, BranchFailedError, ErrorMode, GatherActor
 from actors.runtime import *  # noqa: F403 - the runtime's public names are castflow's
 from actors.runtime import codec
+from actors.sync import (
+    Barrier,
+    BarrierTimeoutError,
+    BrokenBarrierError,
+    Rendezvous,
+    SyncError,
+    SyncPoint,
+)
 from actors.tools import (
     FieldError,
     ProgressReport,
@@ -35,11 +44,20 @@ from actors.tools import (
 from actors.workflows import (
     Break,
     ConditionalWorkflow,
+    FanOutWorkflow,
+    ForkJoinWorkflow,
     InputMap,
     LoopWorkflow,
+    MapReduceWorkflow,
+    ParallelBuilder,
+    ParallelWorkflow,
     Predicate,
+    Reducer,
+    ReducerError,
     RunContext,
+    ScatterGatherWorkflow,
     SequentialWorkflow,
+    SplitterOutputError,
     StepSpec,
     Workflow,
     WorkflowDefinitionError,
@@ -48,6 +66,13 @@ from actors.workflows import (
     WorkflowStepResult,
     step,
 )
+from supervisors.backoff import Backoff
+from supervisors.branch import (
+    BranchSupervisor,
+    MemoryLimitUnsupportedError,
+    TooManyAbandonedThreadsError,
+)
+from supervisors.limits import ResourceLimits, RetryPolicy
 
 logging.getLogger("castflow").addHandler(logging.NullHandler())
 
@@ -69,7 +94,12 @@ __all__ = [  # noqa: PLE0604 - extended from the runtime's list
     "ConditionalWorkflow",
     "InputMap",
     "LoopWorkflow",
+    "MapReduceWorkflow",
+    "ParallelBuilder",
+    "ParallelWorkflow",
     "Predicate",
+    "Reducer",
+    "ReducerError",
     "RunContext",
     "SequentialWorkflow",
     "StepSpec",
@@ -79,4 +109,24 @@ __all__ = [  # noqa: PLE0604 - extended from the runtime's list
     "WorkflowResult",
     "WorkflowStepResult",
     "step",
+    "Aggregation",
+    "Backoff",
+    "BranchFailedError",
+    "BranchSupervisor",
+    "ErrorMode",
+    "GatherActor",
+    "MemoryLimitUnsupportedError",
+    "ResourceLimits",
+    "RetryPolicy",
+    "TooManyAbandonedThreadsError",
+    "Barrier",
+    "BarrierTimeoutError",
+    "BrokenBarrierError",
+    "FanOutWorkflow",
+    "ForkJoinWorkflow",
+    "Rendezvous",
+    "ScatterGatherWorkflow",
+    "SplitterOutputError",
+    "SyncError",
+    "SyncPoint",
 ]

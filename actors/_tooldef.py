@@ -391,7 +391,7 @@ def _snake_case(name: str) -> str:
 
 def _summary(doc: str | None) -> str:
     """The first paragraph of a docstring, on one line."""
-    if not doc:
+    if not doc or not isinstance(doc, str):
         return ""
     lines: list[str] = []
     for line in inspect.cleandoc(doc).splitlines():
@@ -404,7 +404,7 @@ def _summary(doc: str | None) -> str:
 
 def _arg_descriptions(doc: str | None) -> dict[str, str]:
     """The entries of a Google-style ``Args:`` section: parameter name to description."""
-    if not doc:
+    if not doc or not isinstance(doc, str):
         return {}
     found: dict[str, str] = {}
     in_args = False
@@ -505,7 +505,8 @@ def _origin_of(fn: Any) -> _Origin:
         )
     if inspect.isfunction(fn):
         return _Origin(fn.__name__, fn.__doc__, fn.__doc__, fn, inspect.iscoroutinefunction(fn))
-    if inspect.isbuiltin(fn):
+    if inspect.isbuiltin(fn) or inspect.ismethoddescriptor(fn):
+        # Builtins and methods of builtin types (``len``, ``str.upper``).
         return _Origin(fn.__name__, fn.__doc__, fn.__doc__, None, False)
     call = type(fn).__call__
     call_doc = getattr(call, "__doc__", None)

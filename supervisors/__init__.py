@@ -2,11 +2,27 @@
 
 OTP's supervisors on castflow actors: ``Supervisor`` (one_for_one, one_for_all, rest_for_one),
 ``DynamicSupervisor``, child specs with restart types and shutdown specs, restart intensity,
-backoff and automatic shutdown. See docs/supervision.md.
+backoff and automatic shutdown; steps (workflows, tools) run as supervised children, and
+``ActorSystem.supervise`` starts a root. See docs/supervision.md. The ``BranchSupervisor``
+admits, times, cancels and retries the branches of parallel steps under ``ResourceLimits`` and
+a ``RetryPolicy`` (docs/parallel.md).
 """
 
+from supervisors._run_child import RunChild, RunFailedError
 from supervisors.backoff import Backoff
-from supervisors.client import SupervisorClient, start_dynamic_supervisor, start_supervisor
+from supervisors.branch import (
+    Branch,
+    BranchBatch,
+    BranchSupervisor,
+    MemoryLimitUnsupportedError,
+    TooManyAbandonedThreadsError,
+)
+from supervisors.client import (
+    SupervisorClient,
+    start_dynamic_supervisor,
+    start_supervisor,
+    supervise,
+)
 from supervisors.dynamic import DynamicSupervisor
 from supervisors.errors import (
     ChildAlreadyPresentError,
@@ -24,7 +40,9 @@ from supervisors.events import (
     AutoShutdownTriggered,
     ChildAbandoned,
     ChildExited,
+    ChildIgnored,
     ChildRestarting,
+    ChildRestartsExhausted,
     ChildStarted,
     ChildStartFailed,
     ChildTerminated,
@@ -32,6 +50,7 @@ from supervisors.events import (
     SupervisorEscalated,
     SupervisorStopped,
 )
+from supervisors.limits import ResourceLimits, RetryPolicy
 from supervisors.messages import (
     ChildCounts,
     ChildInfo,
@@ -47,9 +66,11 @@ from supervisors.messages import (
     WhichChildren,
 )
 from supervisors.spec import (
+    IGNORE,
     AutoShutdown,
     ChildKind,
     ChildSpec,
+    Ignore,
     RestartStrategy,
     RestartType,
     ShutdownSpec,
@@ -58,19 +79,25 @@ from supervisors.spec import (
 from supervisors.supervisor import Supervisor
 
 __all__ = [
+    "IGNORE",
     "AutoShutdown",
     "AutoShutdownTriggered",
     "Backoff",
+    "Branch",
+    "BranchBatch",
+    "BranchSupervisor",
     "ChildAbandoned",
     "ChildAlreadyPresentError",
     "ChildAlreadyStartedError",
     "ChildCounts",
     "ChildExited",
+    "ChildIgnored",
     "ChildInfo",
     "ChildKind",
     "ChildNotFoundError",
     "ChildRestarting",
     "ChildRestartingError",
+    "ChildRestartsExhausted",
     "ChildRunningError",
     "ChildSpec",
     "ChildSpecError",
@@ -83,11 +110,17 @@ __all__ = [
     "DeleteChild",
     "DynamicSupervisor",
     "GetChildSpec",
+    "Ignore",
     "MaxChildrenError",
+    "MemoryLimitUnsupportedError",
     "Request",
+    "ResourceLimits",
     "RestartChild",
     "RestartStrategy",
     "RestartType",
+    "RetryPolicy",
+    "RunChild",
+    "RunFailedError",
     "ShutdownSpec",
     "StartChild",
     "SupervisionEvent",
@@ -100,7 +133,9 @@ __all__ = [
     "SupervisorStopped",
     "SupervisorStoppingError",
     "TerminateChild",
+    "TooManyAbandonedThreadsError",
     "WhichChildren",
     "start_dynamic_supervisor",
     "start_supervisor",
+    "supervise",
 ]

@@ -34,6 +34,7 @@ class Child:
     reset_timer: TimerHandle | None = None
     stop_requested_at: float = 0.0
     start_timed_out: bool = False
+    ignored: bool = False
     pending: ExitReason | None = None
     last_reason: ExitReason | None = None
 

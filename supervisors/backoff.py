@@ -28,6 +28,11 @@ class Backoff(BaseModel):
             ``1 + random() * jitter``.
         reset_after: seconds a restarted child must run without failing before the count of
             restarts in a row returns to 0; ``(min + max) / 2`` by default.
+        max_restarts: the most restarts in a row (failed restart attempts included; only
+            the reset clears the count); one more and the supervisor gives up on the child,
+            which then stays stopped, as Akka's ``withMaxRestarts``. ``None``: no limit
+            besides the supervisor's intensity. Branch retries ignore it (``RetryPolicy``
+            has ``max_attempts``).
         random: the source of uniform numbers in [0, 1); inject one to make delays
             deterministic.
 
@@ -43,6 +48,7 @@ class Backoff(BaseModel):
     factor: float = Field(default=2.0, ge=1.0, allow_inf_nan=False)
     jitter: float = Field(default=0.0, ge=0.0, le=1.0)
     reset_after: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_restarts: int | None = Field(default=None, ge=0, strict=True)
     random: Callable[[], float] = Field(default=random.random, repr=False)
 
     @model_validator(mode="after")
@@ -79,16 +85,17 @@ class Backoff(BaseModel):
             return base
         return base * (1.0 + self.random() * self.jitter)
 
+    def exhausted(self, restarts: int) -> bool:
+        """Whether restart number ``restarts`` in a row (1 for the first) is one too many."""
+        return self.max_restarts is not None and restarts > self.max_restarts
+
+    def _key(self) -> tuple[float, float, float, float, float | None, int | None]:
+        return (self.min, self.max, self.factor, self.jitter, self.reset_after, self.max_restarts)
+
     def __eq__(self, other: Any) -> bool:
         if not isinstance(other, Backoff):
             return NotImplemented
-        return (self.min, self.max, self.factor, self.jitter, self.reset_after) == (
-            other.min,
-            other.max,
-            other.factor,
-            other.jitter,
-            other.reset_after,
-        )
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.min, self.max, self.factor, self.jitter, self.reset_after))
+        return hash(self._key())

@@ -15,8 +15,9 @@ from actors.runtime.errors import StartError
 from actors.runtime.futures import ActorFuture
 from actors.runtime.handle import ActorHandle
 from actors.runtime.reasons import ExitReason
-from actors.runtime.system import ActorSystem
+from actors.runtime.system import ActorSystem, _install_supervise
 from supervisors.dynamic import DynamicSupervisor
+from supervisors.errors import ChildNotFoundError, ChildSpecError
 from supervisors.messages import (
     ChildCounts,
     ChildInfo,
@@ -32,7 +33,7 @@ from supervisors.messages import (
 from supervisors.spec import ChildSpec, SupervisorFlags, validate_children
 from supervisors.supervisor import Supervisor, start_ack
 
-__all__ = ["SupervisorClient", "start_dynamic_supervisor", "start_supervisor"]
+__all__ = ["SupervisorClient", "start_dynamic_supervisor", "start_supervisor", "supervise"]
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -85,8 +86,15 @@ class SupervisorClient:
         )
         return result
 
-    def start_child(self, spec: ChildSpec, *, timeout: float | None = None) -> ActorHandle[Any]:
+    def start_child(
+        self, spec: ChildSpec, *, timeout: float | None = None
+    ) -> ActorHandle[Any] | None:
         """Add ``spec`` and start it; returns once it has started.
+
+        Returns:
+            The child's handle, or ``None`` if its start factory returned ``IGNORE`` (a
+            static supervisor then keeps the spec, stopped, unless it is temporary; a dynamic
+            one keeps nothing).
 
         Raises:
             ChildAlreadyStartedError: a running child has this id.
@@ -94,7 +102,9 @@ class SupervisorClient:
             MaxChildrenError: a dynamic supervisor is full.
             ChildStartError: the child failed to start (its spec is not kept).
         """
-        result: ActorHandle[Any] = self._call(lambda r: StartChild(spec=spec, reply_to=r), timeout)
+        result: ActorHandle[Any] | None = self._call(
+            lambda r: StartChild(spec=spec, reply_to=r), timeout
+        )
         return result
 
     def terminate_child(
@@ -109,8 +119,13 @@ class SupervisorClient:
         """
         self._call(lambda r: TerminateChild(child=child, reply_to=r), timeout)
 
-    def restart_child(self, child_id: str, *, timeout: float | None = None) -> ActorHandle[Any]:
+    def restart_child(
+        self, child_id: str, *, timeout: float | None = None
+    ) -> ActorHandle[Any] | None:
         """Start again a stopped child whose spec is kept (does not count toward intensity).
+
+        Returns:
+            The child's handle, or ``None`` if its start factory returned ``IGNORE``.
 
         Raises:
             ChildNotFoundError: no such child.
@@ -118,7 +133,7 @@ class SupervisorClient:
             ChildRestartingError: it is waiting to restart.
             ChildStartError: it failed to start (its spec is kept).
         """
-        result: ActorHandle[Any] = self._call(
+        result: ActorHandle[Any] | None = self._call(
             lambda r: RestartChild(child_id=child_id, reply_to=r), timeout
         )
         return result
@@ -132,6 +147,23 @@ class SupervisorClient:
             ChildRestartingError: it is waiting to restart.
         """
         self._call(lambda r: DeleteChild(child_id=child_id, reply_to=r), timeout)
+
+    def child(self, child_id: str, *, timeout: float | None = None) -> SupervisorClient:
+        """A client for the child supervisor ``child_id`` (its handle survives its restarts).
+
+        Raises:
+            ChildNotFoundError: no such child, or it has never started.
+            ChildSpecError: the child is not a supervisor.
+        """
+        for info in self.which_children(timeout=timeout):
+            if info.id != child_id or info.handle is None:
+                continue
+            if info.kind != "supervisor":
+                msg = f"child {child_id!r} of {self.handle.name!r} is not a supervisor"
+                raise ChildSpecError(msg)
+            return SupervisorClient(info.handle, timeout=self.timeout)
+        msg = f"supervisor {self.handle.name!r} has no started child {child_id!r}"
+        raise ChildNotFoundError(msg)
 
     def stop(self, *, timeout: float | None = None) -> ExitReason | None:
         """Stop the supervisor: its children stop in reverse order, then it ends.
@@ -200,6 +232,54 @@ def start_supervisor(
     return _await_ready(system, handle, timeout)
 
 
+def supervise(
+    system: ActorSystem,
+    children: Iterable[ChildSpec],
+    *,
+    strategy: str | None = None,
+    intensity: int | None = None,
+    period: float | None = None,
+    auto_shutdown: str | None = None,
+    name: str = "root",
+    timeout: float | None = None,
+) -> SupervisorClient:
+    """Start a root ``Supervisor`` of ``system``; what ``ActorSystem.supervise`` does.
+
+    A root is stopped first when the system shuts down, before any other actor, so its tree
+    stops in order (reverse start order, each child within its shutdown time) and runs under
+    it are cancelled by their children rather than cut.
+
+    Args:
+        system: where it runs.
+        children: the child specs, in start order.
+        strategy: ``"one_for_one"`` (default), ``"one_for_all"`` or ``"rest_for_one"``.
+        intensity: restarts allowed within ``period`` (default 3).
+        period: the intensity's window in seconds (default 5).
+        auto_shutdown: ``"never"`` (default), ``"any_significant"`` or ``"all_significant"``.
+        name: the root's name (its children are ``"<name>/<id>"``).
+        timeout: seconds to wait for all children; ``None`` relies on their start timeouts.
+
+    Returns:
+        A client for the running root supervisor.
+
+    Raises:
+        ChildSpecError: the specs are invalid (nothing was started).
+        ChildStartError: a child failed to start; the root has ended.
+        pydantic.ValidationError: a flag is invalid.
+    """
+    given = {
+        "strategy": strategy,
+        "intensity": intensity,
+        "period": period,
+        "auto_shutdown": auto_shutdown,
+    }
+    flags = SupervisorFlags.model_validate({k: v for k, v in given.items() if v is not None})
+    specs = validate_children(children, flags)
+    handle = system.spawn(Supervisor, specs, flags, name=name, wait=False)
+    system._adopt_root(handle)
+    return _await_ready(system, handle, timeout)
+
+
 def start_dynamic_supervisor(
     system: ActorSystem,
     flags: SupervisorFlags | None = None,
@@ -222,3 +302,6 @@ def start_dynamic_supervisor(
         wait=False,
     )
     return _await_ready(system, handle, None)
+
+
+_install_supervise(supervise)

@@ -1,9 +1,9 @@
 """``DynamicSupervisor``: children added at run time, stopped all at once.
 
 The equivalent of OTP's ``simple_one_for_one`` and Elixir's ``DynamicSupervisor``: it starts
-with no children, ``start_child`` adds them, each restarts on its own (one_for_one), and on
-shutdown every child is asked to stop at the same moment, so the whole stop takes at most the
-longest shutdown time instead of their sum.
+with no children, ``start_child`` adds them, each restarts on its own (one_for_one), a child
+that ends and is not restarted is removed, and on shutdown every child is asked to stop at the
+same moment, so the whole stop takes at most the longest shutdown time instead of their sum.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from typing import Any
 from actors.runtime.actor import Actor
 from supervisors.errors import ChildSpecError, MaxChildrenError
 from supervisors.spec import (
+    IGNORE,
     AutoShutdown,
     ChildSpec,
+    Ignore,
     RestartStrategy,
     SupervisorFlags,
     check_significant,
@@ -28,17 +30,24 @@ __all__ = ["DynamicSupervisor"]
 class DynamicSupervisor(Supervisor):
     """A one_for_one supervisor whose children are added with ``start_child``.
 
+    As in OTP and Elixir, a child that ends on its own and is not restarted (a transient child
+    that finished, any temporary child, a child past its backoff's ``max_restarts``) is
+    removed, and so is a child whose start returned ``IGNORE``: a service can start millions
+    over its life. ``terminate_child`` keeps the spec (``restart_child`` brings it back).
+
     Args:
         flags: intensity and period (strategy must be ``ONE_FOR_ONE`` and auto_shutdown
             ``NEVER``); the defaults if omitted.
         max_children: the most children alive or restarting at once; ``None`` for no limit.
-        extra_args: positional arguments put before each child's own ``args``.
+        extra_args: positional arguments put before each actor child's own ``args`` (a child
+            that runs a step takes none).
 
     Raises:
         ChildSpecError: the flags are not allowed for a dynamic supervisor.
     """
 
     concurrent_shutdown = True
+    keeps_ended_children = False
 
     def __init__(
         self,
@@ -74,6 +83,9 @@ class DynamicSupervisor(Supervisor):
 
     def _start_arguments(
         self, spec: ChildSpec
-    ) -> tuple[type[Actor], tuple[Any, ...], dict[str, Any]]:
-        actor_class, args, kwargs = spec.resolve()
+    ) -> tuple[type[Actor], tuple[Any, ...], dict[str, Any]] | Ignore:
+        started = spec.resolve()
+        if started is IGNORE or spec.runs_step:
+            return started  # a run takes its step and input only
+        actor_class, args, kwargs = started
         return actor_class, (*self.extra_args, *args), kwargs

@@ -16,7 +16,9 @@ __all__ = [
     "AutoShutdownTriggered",
     "ChildAbandoned",
     "ChildExited",
+    "ChildIgnored",
     "ChildRestarting",
+    "ChildRestartsExhausted",
     "ChildStartFailed",
     "ChildStarted",
     "ChildTerminated",
@@ -54,6 +56,13 @@ class ChildStartFailed(SupervisionEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ChildIgnored(SupervisionEvent):
+    """A child's start factory returned ``IGNORE``: nothing was started."""
+
+    child: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ChildExited(SupervisionEvent):
     """A child ended on its own (not because its supervisor stopped it)."""
 
@@ -74,6 +83,20 @@ class ChildRestarting(SupervisionEvent):
     child: str
     attempt: int
     delay: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildRestartsExhausted(SupervisionEvent):
+    """A child needed one restart more than its backoff's ``max_restarts``: it stays down.
+
+    Attributes:
+        restarts: the restarts in a row already performed (the backoff's ``max_restarts``).
+        reason: the child's last exit reason.
+    """
+
+    child: str
+    restarts: int
+    reason: ExitReason
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,14 +7,17 @@ fail fast), and so are the combinations OTP rejects.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
-from collections.abc import Callable, Iterable, Mapping
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from enum import Enum, StrEnum
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from actors.runtime.actor import Actor
+from actors.runtime.steps import Step
+from supervisors._run_child import RunChild
 from supervisors.backoff import Backoff
 from supervisors.errors import ChildSpecError
 
@@ -22,9 +25,11 @@ if TYPE_CHECKING:
     from supervisors.supervisor import Supervisor
 
 __all__ = [
+    "IGNORE",
     "AutoShutdown",
     "ChildKind",
     "ChildSpec",
+    "Ignore",
     "RestartStrategy",
     "RestartType",
     "ShutdownSpec",
@@ -37,8 +42,28 @@ DEFAULT_WORKER_SHUTDOWN = 5.0
 DEFAULT_START_TIMEOUT = 5.0
 DEFAULT_STASH_CAPACITY = 1000
 
-StartFactory: TypeAlias = Callable[[], tuple[type[Actor], tuple[Any, ...], Mapping[str, Any]]]
-"""A callable returning ``(actor_class, args, kwargs)``, called at every (re)start."""
+RUN_OPTIONS = frozenset({"timeout", "reply_to"})
+"""The keyword arguments a child that runs a step accepts (see ``ChildSpec.run``)."""
+
+
+class Ignore(Enum):
+    """What a start factory returns to start nothing this time (OTP's ``ignore``).
+
+    A static supervisor keeps the spec of an ignored child (unless it is temporary) with no
+    incarnation, state ``stopped``; a dynamic supervisor keeps nothing. ``start_child`` and
+    ``restart_child`` then return ``None``.
+    """
+
+    IGNORE = "ignore"
+
+
+IGNORE: Final = Ignore.IGNORE
+"""The only ``Ignore`` value: return it from a start factory to start nothing."""
+
+StartFactory: TypeAlias = Callable[
+    [], tuple[type[Actor], tuple[Any, ...], Mapping[str, Any]] | Literal[Ignore.IGNORE]
+]
+"""A callable returning ``(actor_class, args, kwargs)`` or ``IGNORE``, called at every start."""
 
 ShutdownSpec: TypeAlias = Literal["brutal", "infinity"] | float
 """How a child is stopped: ``"brutal"`` (abandoned at once), seconds to wait, ``"infinity"``."""
@@ -96,11 +121,16 @@ class ChildSpec(BaseModel):
     Args:
         id: unique among the supervisor's children; names the child's handle
             (``"<supervisor>/<id>"``).
-        start: an ``Actor`` subclass, or a factory returning ``(actor_class, args, kwargs)``
-            called at every start.
+        start: an ``Actor`` subclass; a factory returning ``(actor_class, args, kwargs)``, or
+            ``IGNORE`` to start nothing, called at every start; or a step (a workflow, a
+            tool: anything implementing ``actors.Step``), run as the child (see ``run``).
         args: positional arguments for ``start`` (when it is a class).
-        kwargs: keyword arguments for ``start`` (when it is a class).
-        restart: when the child is restarted after ending on its own.
+        kwargs: keyword arguments for ``start`` (when it is a class); for a step, the run
+            options ``timeout`` and ``reply_to`` (see ``run``).
+        input: the input of each run, when ``start`` is a step.
+        restart: when the child is restarted after ending on its own. Defaults to
+            ``"permanent"``, and to ``"transient"`` when ``start`` is a step (a finished
+            run is done, a failed one is run again).
         shutdown: ``"brutal"``, seconds (> 0) to wait after asking it to stop before
             abandoning its thread, or ``"infinity"``. Defaults to 5 s for workers and
             ``"infinity"`` for supervisors.
@@ -122,6 +152,7 @@ class ChildSpec(BaseModel):
     start: Any
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    input: Any = None
     restart: RestartType = RestartType.PERMANENT
     shutdown: ShutdownSpec | None = None
     kind: ChildKind = "worker"
@@ -130,9 +161,18 @@ class ChildSpec(BaseModel):
     backoff: Backoff | None = None
     stash_capacity: int = Field(default=DEFAULT_STASH_CAPACITY, ge=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _step_default_restart(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "restart" not in data and _is_step(data.get("start")):
+            return {**data, "restart": RestartType.TRANSIENT}
+        return data
+
     @field_validator("start")
     @classmethod
     def _check_start(cls, value: Any) -> Any:
+        if _is_step(value):
+            return value
         if isinstance(value, type):
             if not issubclass(value, Actor):
                 msg = f"start must be an Actor subclass or a factory, got class {value.__name__}"
@@ -165,6 +205,7 @@ class ChildSpec(BaseModel):
                 "infinity" if self.kind == "supervisor" else DEFAULT_WORKER_SHUTDOWN
             )
             object.__setattr__(self, "shutdown", default)
+        self._check_run_options()
         if self.significant and self.restart is RestartType.PERMANENT:
             msg = (
                 f"child {self.id!r}: a significant child must be transient or temporary "
@@ -172,6 +213,97 @@ class ChildSpec(BaseModel):
             )
             raise ValueError(msg)
         return self
+
+    def _check_run_options(self) -> None:
+        if not self.runs_step:
+            if self.input is not None:
+                msg = f"child {self.id!r}: input is only for a step start (a workflow or a tool)"
+                raise ValueError(msg)
+            return
+        if self.args:
+            msg = f"child {self.id!r}: a step start takes its input in input=, not args"
+            raise ValueError(msg)
+        unknown = sorted(set(self.kwargs) - RUN_OPTIONS)
+        if unknown:
+            msg = (
+                f"child {self.id!r}: unknown run options {unknown}; "
+                f"a step start accepts {sorted(RUN_OPTIONS)}"
+            )
+            raise ValueError(msg)
+
+    @property
+    def runs_step(self) -> bool:
+        """Whether ``start`` is a step (the child runs it) rather than an actor."""
+        return _is_step(self.start)
+
+    @classmethod
+    def run(
+        cls,
+        id: str,
+        step: Step[Any],
+        input: object = None,
+        *,
+        timeout: float | None = None,
+        reply_to: concurrent.futures.Future[Any] | None = None,
+        **options: Any,
+    ) -> ChildSpec:
+        """A spec for a child that runs ``step`` (a workflow or a tool) on ``input``.
+
+        Each incarnation starts one run through the system. The child ends ``Normal`` when
+        the run ends ok, ``Crashed`` (with the run's error) when it fails or passes its
+        deadline, and ``Shutdown`` when the run is cancelled. Stopping the child cancels
+        its run; the child ends once the run has ended, within its shutdown time. The
+        restart type defaults to transient: a failed run is run again, a finished one is
+        done.
+
+        Args:
+            id: the child's id.
+            step: anything implementing ``actors.Step``.
+            input: the input of each run.
+            timeout: seconds until each run's deadline.
+            reply_to: a future completed with the result of the child's last run (what
+                ``system.run`` returns, e.g. a ``WorkflowResult``): at once for a run that
+                ended ok; for a run that failed or was cancelled, once the child is not
+                run again (it is not restarted, or its supervisor stops). A child whose
+                run cannot start sets the error instead.
+            **options: other ``ChildSpec`` fields (restart, backoff, shutdown, ...).
+        """
+        kwargs: dict[str, Any] = {}
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        if reply_to is not None:
+            kwargs["reply_to"] = reply_to
+        return cls(id=id, start=step, input=input, kwargs=kwargs, **options)
+
+    @classmethod
+    def dynamic_supervisor(
+        cls,
+        id: str,
+        flags: SupervisorFlags | None = None,
+        *,
+        max_children: int | None = None,
+        extra_args: Sequence[Any] = (),
+        **options: Any,
+    ) -> ChildSpec:
+        """A spec for a nested ``DynamicSupervisor`` (it starts with no children).
+
+        Args:
+            id: the child's id.
+            flags: its intensity and period; the defaults if omitted.
+            max_children: the most children it runs at once; ``None`` for no limit.
+            extra_args: positional arguments put before each of its children's ``args``.
+            **options: other ``ChildSpec`` fields (restart, shutdown, ...).
+        """
+        from supervisors.dynamic import DynamicSupervisor  # noqa: PLC0415 - a cycle
+
+        return cls(
+            id=id,
+            start=DynamicSupervisor,
+            args=(flags,),
+            kwargs={"max_children": max_children, "extra_args": tuple(extra_args)},
+            kind="supervisor",
+            **options,
+        )
 
     @classmethod
     def supervisor(
@@ -204,11 +336,20 @@ class ChildSpec(BaseModel):
             **options,
         )
 
-    def resolve(self) -> tuple[type[Actor], tuple[Any, ...], dict[str, Any]]:
-        """The class and arguments to start now (calls the factory, if ``start`` is one)."""
+    def resolve(self) -> tuple[type[Actor], tuple[Any, ...], dict[str, Any]] | Ignore:
+        """The class and arguments to start now (calls the factory, if ``start`` is one).
+
+        Returns:
+            ``(actor_class, args, kwargs)``, or ``IGNORE`` when the factory returned it.
+        """
+        if self.runs_step:
+            return RunChild, (self.start, self.input), dict(self.kwargs)
         if isinstance(self.start, type):
             return self.start, self.args, dict(self.kwargs)
-        actor_class, args, kwargs = self.start()
+        started = self.start()
+        if started is IGNORE:
+            return Ignore.IGNORE
+        actor_class, args, kwargs = started
         return actor_class, tuple(args), dict(kwargs)
 
     @property
@@ -241,6 +382,10 @@ class SupervisorFlags(BaseModel):
     intensity: int = Field(default=3, ge=0, strict=True)
     period: float = Field(default=5.0, gt=0, allow_inf_nan=False)
     auto_shutdown: AutoShutdown = AutoShutdown.NEVER
+
+
+def _is_step(value: object) -> bool:
+    return not isinstance(value, type) and isinstance(value, Step)
 
 
 def validate_children(children: Iterable[ChildSpec], flags: SupervisorFlags) -> list[ChildSpec]:

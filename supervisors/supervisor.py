@@ -54,7 +54,9 @@ from supervisors.events import (
     AutoShutdownTriggered,
     ChildAbandoned,
     ChildExited,
+    ChildIgnored,
     ChildRestarting,
+    ChildRestartsExhausted,
     ChildStarted,
     ChildStartFailed,
     ChildTerminated,
@@ -76,8 +78,10 @@ from supervisors.messages import (
     answer,
 )
 from supervisors.spec import (
+    IGNORE,
     AutoShutdown,
     ChildSpec,
+    Ignore,
     RestartStrategy,
     RestartType,
     SupervisorFlags,
@@ -132,6 +136,10 @@ class Supervisor(Actor):
 
     concurrent_shutdown = False
     """Whether children stop all at once (dynamic supervisors) rather than in reverse order."""
+
+    keeps_ended_children = True
+    """Whether a non-temporary child that ends (or is ignored) and is not restarted keeps its
+    spec, stopped (static supervisors), rather than being removed (dynamic supervisors)."""
 
     def __init__(
         self, children: Iterable[ChildSpec] = (), flags: SupervisorFlags | None = None
@@ -244,16 +252,21 @@ class Supervisor(Actor):
 
     def _start_arguments(
         self, spec: ChildSpec
-    ) -> tuple[type[Actor], tuple[Any, ...], dict[str, Any]]:
+    ) -> tuple[type[Actor], tuple[Any, ...], dict[str, Any]] | Ignore:
         return spec.resolve()
 
-    def _start_child(self, child: Child) -> ExitReason | None:
-        """Start one incarnation; the failure if it could not even be created."""
+    def _start_child(self, child: Child) -> ExitReason | Ignore | None:
+        """Start one incarnation (``None``); ``IGNORE``, or the failure if none was created."""
         if child.restart_timer is not None:
             child.restart_timer.cancel()
             child.restart_timer = None
+        child.ignored = False
         try:
-            actor_class, args, kwargs = self._start_arguments(child.spec)
+            started = self._start_arguments(child.spec)
+            if started is IGNORE:
+                child.ignored = True
+                return IGNORE
+            actor_class, args, kwargs = started
             handle = child.handle
             if handle is None:
                 name = self._child_name(child.spec)
@@ -296,6 +309,9 @@ class Supervisor(Actor):
             return
         if child.state != "starting" or child.start_timed_out:
             return
+        self._mark_started(child)
+
+    def _mark_started(self, child: Child) -> None:
         if child.timer is not None:
             child.timer.cancel()
             child.timer = None
@@ -375,8 +391,13 @@ class Supervisor(Actor):
 
     def _on_down(self, down: Down) -> None:
         child = self._child_of(down.handle)
-        if child is None or child.incarnation != down.incarnation or child.actor is None:
+        actor = child.actor if child is not None else None
+        if child is None or child.incarnation != down.incarnation or actor is None:
             return
+        if child.state == "starting" and not child.start_timed_out and _acknowledged(actor):
+            # It started and ended before its Ack got here: it started all the same (the Ack
+            # that follows is ignored), and its end is an exit like any other.
+            self._mark_started(child)
         child.actor = None
         if child.timer is not None:
             child.timer.cancel()
@@ -419,12 +440,24 @@ class Supervisor(Actor):
         if needs_restart(child.spec.restart, reason):
             self._schedule_restart(child)
             return
-        if child.spec.restart is RestartType.TEMPORARY:
+        self._stays_down(child)
+
+    def _stays_down(self, child: Child) -> None:
+        """A child that ended on its own is not restarted: keep or remove it, maybe auto-stop."""
+        self._keep_or_delete(child)
+        if child.spec.significant:
+            self._auto_shutdown(child)
+
+    def _keep_or_delete(self, child: Child) -> None:
+        if child.spec.restart is RestartType.TEMPORARY or not self.keeps_ended_children:
             self._delete(child)
         else:
             self._park(child)
-        if child.spec.significant:
-            self._auto_shutdown(child)
+
+    def _ignored(self, child: Child) -> None:
+        """A start returned ``IGNORE``: the child has no incarnation (OTP's pid undefined)."""
+        self._publish(ChildIgnored, child=child.id)
+        self._keep_or_delete(child)
 
     def _auto_shutdown(self, child: Child) -> None:
         mode = self.flags.auto_shutdown
@@ -446,6 +479,14 @@ class Supervisor(Actor):
         child.attempt += 1
         child.token = next(self._tokens)
         backoff = child.spec.backoff
+        if backoff is not None and backoff.exhausted(child.attempt):
+            child.attempt -= 1
+            reason = child.last_reason if child.last_reason is not None else Shutdown()
+            self._publish(
+                ChildRestartsExhausted, child=child.id, restarts=child.attempt, reason=reason
+            )
+            self._stays_down(child)
+            return
         delay = backoff.delay(child.attempt - 1) if backoff is not None else 0.0
         child.state = "restarting"
         if child.reset_timer is not None:
@@ -551,11 +592,15 @@ class Supervisor(Actor):
                 if action == "stop":
                     if self._stop_child(child):
                         plan.waiting.add(child_id)
-                elif (failure := self._start_child(child)) is None:
+                    continue
+                outcome = self._start_child(child)
+                if outcome is None:
                     plan.waiting.add(child_id)
+                elif outcome is IGNORE:
+                    self._ignored(child)
                 else:
-                    self._publish(ChildStartFailed, child=child_id, reason=failure)
-                    plan.on_start_failed(child_id, failure)
+                    self._publish(ChildStartFailed, child=child_id, reason=outcome)
+                    plan.on_start_failed(child_id, outcome)
                     break
 
     def _after_plan(self) -> None:
@@ -722,7 +767,7 @@ class Supervisor(Actor):
             return
         child = Child(spec)
         self._children[spec.id] = child
-        self._admin(request, [("start", (spec.id,))], lambda: child.handle)
+        self._admin(request, [("start", (spec.id,))], lambda: _started_handle(child))
 
     def _request_terminate(self, request: TerminateChild) -> None:
         target = request.child
@@ -749,7 +794,8 @@ class Supervisor(Actor):
         child = self._existing(request, request.child_id)
         if child is None:
             return
-        self._admin(request, [("start", (child.id,))], lambda: child.handle)
+        child.attempt = 0  # a manual restart begins a new series (backoff, max_restarts)
+        self._admin(request, [("start", (child.id,))], lambda: _started_handle(child))
 
     def _request_delete(self, request: DeleteChild) -> None:
         child = self._existing(request, request.child_id)
@@ -804,3 +850,14 @@ class Supervisor(Actor):
     def children(self) -> Sequence[str]:
         """The ids of the children, in start order (for subclasses and debugging)."""
         return tuple(self._children)
+
+
+def _acknowledged(actor: Actor) -> bool:
+    """Whether ``actor`` finished starting (its Ack may still be on its way)."""
+    ack = start_ack(actor)
+    return ack.done() and not ack.cancelled() and ack.exception() is None
+
+
+def _started_handle(child: Child) -> ActorHandle[Any] | None:
+    """What ``start_child``/``restart_child`` answer: the handle, or None if ignored."""
+    return None if child.ignored else child.handle

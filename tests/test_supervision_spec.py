@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -133,6 +134,6 @@ def test_backoff_resets_by_default_after_the_mean_of_min_and_max() -> None:
     "fields",
     [{"min": 0, "max": 1}, {"min": 2, "max": 1}, {"min": 1, "max": 2, "jitter": 1.5}],
 )
-def test_invalid_backoff_is_rejected(fields: dict[str, float]) -> None:
+def test_invalid_backoff_is_rejected(fields: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         Backoff(**fields)

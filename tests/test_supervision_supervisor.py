@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any, TypeVar
 
 import pytest
 
+from actors.runtime.actor import Actor
+from actors.runtime.events import Event
 from actors.runtime.futures import ActorFuture
+from actors.runtime.handle import ActorHandle
 from actors.runtime.reasons import Crashed, Escalated, Normal, Shutdown, StartFailed
+from actors.runtime.system import ActorSystem
 from supervisors import (
     Backoff,
     ChildSpec,
     ChildStartError,
     ChildStartFailed,
     StartChild,
+    SupervisionEvent,
     SupervisorFlags,
+    start_supervisor,
 )
 from tests.helpers import WAIT
-from tests.supervision_kit import FlakyStart, Kit, open_kit, worker
+from tests.supervision_kit import FlakyStart, Kit, Worker, brief, open_kit, worker
+
+A = TypeVar("A", bound=Actor)
 
 
 @pytest.fixture
@@ -261,3 +270,48 @@ def test_a_child_that_does_not_start_in_time_is_stopped_and_fails_the_start(kit:
         reply.result(WAIT)
     kit.expect(("ChildAbandoned", "slow"), ("ChildStartFailed", "slow"))
     assert sup.which_children() == []
+
+
+class FinishesAtOnce(Worker):
+    """A Worker that ends (normally) with the first message it tells itself."""
+
+    def on_start(self) -> None:
+        self.handle.tell("finish")
+
+
+class SlowToLookSystem(ActorSystem):
+    """Starts a FinishesAtOnce child and returns only once it has ended: the supervisor then
+    registers for the child's start only after the child's Down is already in its mailbox."""
+
+    def start_incarnation(
+        self, handle: ActorHandle[A], actor_class: type[A], *args: Any, **kwargs: Any
+    ) -> A:
+        actor = super().start_incarnation(handle, actor_class, *args, **kwargs)
+        if isinstance(actor, FinishesAtOnce):
+            actor.terminated.result(WAIT)
+        return actor
+
+
+def test_a_child_that_ends_before_its_start_is_seen_has_started_and_then_exited() -> None:
+    system = SlowToLookSystem("test")
+    try:
+        events: list[tuple[str, str]] = []
+
+        def record(event: Event) -> None:
+            assert isinstance(event, SupervisionEvent)
+            events.append(brief(event))
+
+        system.events.subscribe(record, kinds=(SupervisionEvent,))
+        spec = ChildSpec(id="quick", start=FinishesAtOnce, restart="transient")
+        sup = start_supervisor(system, [spec, worker("b")], name="sup", timeout=WAIT)
+        assert [(i.id, i.state) for i in sup.which_children()] == [
+            ("quick", "stopped"),
+            ("b", "running"),
+        ]
+        assert events == [
+            ("ChildStarted", "quick"),
+            ("ChildExited", "quick"),
+            ("ChildStarted", "b"),
+        ]
+    finally:
+        assert system.shutdown(WAIT).clean

@@ -109,6 +109,7 @@ def test_the_root_exits_with_escalated_when_its_child_supervisor_keeps_failing(
 def test_a_dynamic_supervisor_answers_like_otp_for_each_child_state(kit: Kit) -> None:
     sup = start_dynamic_supervisor(kit.system, name="dyn")
     handle = sup.start_child(worker("a"))
+    assert handle is not None
     assert handle.is_alive()
     with pytest.raises(ChildAlreadyStartedError) as started:
         sup.start_child(worker("a"))
@@ -137,6 +138,7 @@ def test_a_restarting_child_answers_restarting_and_terminate_cancels_its_restart
 ) -> None:
     sup = start_dynamic_supervisor(kit.system, name="dyn")
     handle = sup.start_child(worker("a", backoff=Backoff(min=5.0, max=5.0)))
+    assert handle is not None
     handle.tell("boom")
     kit.until("ChildRestarting", "a")
     assert sup.count_children().active == 0
@@ -156,6 +158,7 @@ def test_a_restarting_child_answers_restarting_and_terminate_cancels_its_restart
 def test_max_children_counts_live_children_not_start_calls(kit: Kit) -> None:
     sup = start_dynamic_supervisor(kit.system, max_children=2, name="dyn")
     first = sup.start_child(worker("a"))
+    assert first is not None
     sup.start_child(worker("b", restart="temporary"))
     with pytest.raises(MaxChildrenError):
         sup.start_child(worker("c"))
@@ -165,7 +168,9 @@ def test_max_children_counts_live_children_not_start_calls(kit: Kit) -> None:
     with pytest.raises(MaxChildrenError):
         sup.start_child(worker("c"))
     sup.terminate_child("b")
-    assert sup.start_child(worker("c")).is_alive()
+    third = sup.start_child(worker("c"))
+    assert third is not None
+    assert third.is_alive()
 
 
 def test_a_failed_start_child_returns_the_error_and_keeps_no_spec(kit: Kit) -> None:
@@ -180,6 +185,8 @@ def test_a_dynamic_supervisor_stops_its_children_all_at_once(kit: Kit) -> None:
     sup = start_dynamic_supervisor(kit.system, name="dyn")
     a = sup.start_child(worker("a", shutdown=1.0))
     b = sup.start_child(worker("b", shutdown=1.0))
+    assert a is not None
+    assert b is not None
     kit.block(a)
     kit.block(b)
     stopped = sup.handle.stop()
@@ -285,3 +292,76 @@ def test_terminating_a_significant_child_does_not_trigger_auto_shutdown(kit: Kit
     sup.terminate_child("s")
     assert [(i.id, i.state) for i in sup.which_children()] == [("s", "stopped"), ("w", "running")]
     assert sup.handle.is_alive()
+
+
+def auto_inner(**options: Any) -> ChildSpec:
+    """A sub-supervisor that shuts itself down once its significant child "s" finishes."""
+    return ChildSpec.supervisor(
+        "inner",
+        [significant("s")],
+        SupervisorFlags(auto_shutdown="any_significant"),
+        **options,
+    )
+
+
+def test_a_significant_sub_supervisor_that_auto_shuts_down_shuts_its_parent_down_too(
+    kit: Kit,
+) -> None:
+    flags = SupervisorFlags(auto_shutdown="any_significant")
+    sup = kit.start([worker("w"), auto_inner(restart="transient", significant=True)], flags)
+    s = kit.system.lookup("sup/inner/s")
+    assert s is not None
+    kit.until("ChildStarted", "inner")
+    s.tell("finish")
+    events = kit.expect(
+        ("ChildExited", "s"),
+        ("AutoShutdownTriggered", "s"),
+        ("SupervisorStopped", "sup/inner"),
+        ("ChildExited", "inner"),
+        ("AutoShutdownTriggered", "inner"),
+        ("ChildTerminated", "w"),
+        ("SupervisorStopped", "sup"),
+    )
+    # OTP: an auto-shutdown is a normal 'shutdown' exit, at every level.
+    assert events[3].reason == Shutdown("auto_shutdown")
+    assert sup.handle.join(WAIT) == Shutdown("auto_shutdown")
+
+
+def test_a_transient_sub_supervisor_that_auto_shuts_down_is_not_restarted(kit: Kit) -> None:
+    sup = kit.start([worker("w"), auto_inner(restart="transient")])
+    w, _ = handles(sup)
+    s = kit.system.lookup("sup/inner/s")
+    assert s is not None
+    kit.until("ChildStarted", "inner")
+    w.tell("hello")
+    s.tell("finish")
+    assert kit.until("ChildExited", "inner")[-2:] == [
+        ("SupervisorStopped", "sup/inner"),
+        ("ChildExited", "inner"),
+    ]
+    assert [(i.id, i.state) for i in sup.which_children()] == [
+        ("w", "running"),
+        ("inner", "stopped"),
+    ]
+    assert kit.drain() == []
+    assert w.ask("get").result(WAIT) == 1
+
+
+def test_a_permanent_sub_supervisor_that_auto_shuts_down_is_restarted_by_its_parents_strategy(
+    kit: Kit,
+) -> None:
+    sup = kit.start([worker("w"), auto_inner()], SupervisorFlags(strategy="one_for_all"))
+    w, inner = handles(sup)
+    s = kit.system.lookup("sup/inner/s")
+    assert s is not None
+    kit.until("ChildStarted", "inner")
+    s.tell("finish")
+    kit.until("ChildExited", "inner")
+    kit.expect(
+        ("ChildRestarting", "inner"),
+        ("ChildTerminated", "w"),
+        ("ChildStarted", "w"),
+        ("ChildStarted", "s"),
+        ("ChildStarted", "inner"),
+    )
+    assert (w.incarnation, inner.incarnation, s.incarnation) == (2, 2, 2)

@@ -837,3 +837,9 @@ def test_the_context_logger_is_under_castflow_tools_and_run_is_empty_by_default(
     assert make_context(logger=custom).logger is custom
     ctx.run = lambda *args: args
     assert ctx.run(1) == (1,)
+
+
+def test_a_method_of_a_builtin_type_becomes_a_tool_named_after_the_method() -> None:
+    upper = as_tool(str.upper)
+    assert upper.name == "upper"
+    assert upper.description.startswith("Return a copy of the string")

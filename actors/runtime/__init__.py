@@ -31,7 +31,8 @@ from actors.runtime.events import (
 )
 from actors.runtime.futures import ActorFuture
 from actors.runtime.handle import ActorHandle
-from actors.runtime.leaves import Leaf, LeafEnv, LeafPool, LeafTask, LeafWorker
+from actors.runtime.leaves import Leaf, LeafEnv, LeafExecutor, LeafPool, LeafTask, LeafWorker
+from actors.runtime.permits import PermitTimeoutError, Semaphore, SemaphoreConflictError
 from actors.runtime.reasons import (
     Abandoned,
     Crashed,
@@ -44,6 +45,7 @@ from actors.runtime.reasons import (
     StartFailed,
 )
 from actors.runtime.results import ErrorInfo, Status, StepResult
+from actors.runtime.snapshot import InputNotCopyableError
 from actors.runtime.steps import Run, RunEnv, RunFinishedError, Step, StepCall, start_leaf
 from actors.runtime.system import AbandonedThread, ActorSystem, ShutdownReport
 from actors.runtime.timers import Receiver, TimerHandle, TimerService
@@ -76,19 +78,24 @@ __all__ = [
     "Event",
     "EventBus",
     "ExitReason",
+    "InputNotCopyableError",
     "Killed",
     "Leaf",
     "LeafEnv",
+    "LeafExecutor",
     "LeafPool",
     "LeafTask",
     "LeafWorker",
     "ManualClock",
     "MonotonicClock",
     "Normal",
+    "PermitTimeoutError",
     "Receiver",
     "Run",
     "RunEnv",
     "RunFinishedError",
+    "Semaphore",
+    "SemaphoreConflictError",
     "Shutdown",
     "ShutdownReport",
     "StartError",

@@ -73,6 +73,11 @@ class Actor(pykka.ThreadingActor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._accepting = True
+        # Decided when the incarnation stops taking mail: whether its queued messages are
+        # handed to the next incarnation (after a crash) or failed (after a stop).
+        self._carry = False
+        self._carried = False
+        self._drain_lock = threading.Lock()
         self._exit_request: ExitReason | None = None
         self._end_lock = threading.Lock()
         self._ended = False
@@ -164,7 +169,7 @@ class Actor(pykka.ThreadingActor):
                 return self._exit_request
 
     def _run_stop_hooks(self, reason: ExitReason) -> ExitReason:
-        self._accepting = False
+        self._stop_accepting(reason)
         if reason.is_normal:
             try:
                 self.on_stop()
@@ -195,6 +200,12 @@ class Actor(pykka.ThreadingActor):
         if self._accepting:
             self.actor_inbox.put(Envelope(StopRequest(info)))
 
+    def _stop_accepting(self, reason: ExitReason) -> None:
+        """Take no more mail; after an abnormal end the queued mail goes to the next incarnation."""
+        if self._accepting:
+            self._carry = not reason.is_normal
+            self._accepting = False
+
     def _fence(self) -> None:
         """Stop taking mail and leave the loop as soon as the running handler returns.
 
@@ -207,30 +218,58 @@ class Actor(pykka.ThreadingActor):
         self.actor_inbox.put(Envelope(StopRequest("abandoned")))
 
     def _drain(self) -> None:
+        """Empty the inbox of an incarnation that takes no more mail.
+
+        After a stop, asks left in the inbox fail with ``ActorDeadError`` and tells become dead
+        letters. After a crash (decision D4) they are handed to the handle's stash, in order,
+        for the next incarnation; whatever the stash does not keep is failed the same way.
+        """
         inbox = self.actor_inbox
         assert isinstance(inbox, PriorityInbox)
-        while True:
-            try:
-                envelope = inbox.get_nowait()
-            except queue.Empty:
+        with self._drain_lock:
+            envelopes: list[Envelope[Any]] = []
+            while True:
+                try:
+                    envelopes.append(inbox.get_nowait())
+                except queue.Empty:
+                    break
+            if not self._carry:
+                for envelope in envelopes:
+                    self._fail(envelope)
                 return
-            message = envelope.message
-            if isinstance(message, StopRequest | pykka_messages._ActorStop):
-                _reply(envelope, None, None)
-            elif envelope.reply_to is not None:
-                _reply(
-                    envelope,
-                    None,
-                    ActorDeadError(
-                        f"actor {self.handle.name!r} stopped before handling {message!r}"
-                    ),
-                )
-            else:
-                self.system._dead_letter(self.handle, message)
+            kept = []
+            for envelope in envelopes:
+                if isinstance(envelope.message, ControlMessage | pykka_messages._ActorStop):
+                    _reply(envelope, None, None)
+                else:
+                    kept.append(envelope)
+            if not self._carried:
+                # The first drain holds the oldest messages: they go before anything sent
+                # to the handle since this incarnation stopped taking mail.
+                self._carried = True
+                kept = self.handle._carry_over(self, kept)
+            # Later drains only hold messages that lost the race with the first one; like
+            # any message sent now, they go through the handle (stash or next incarnation).
+            for envelope in kept:
+                if not self.handle._send(envelope):
+                    self.handle._reject(envelope)
+
+    def _fail(self, envelope: Envelope[Any]) -> None:
+        message = envelope.message
+        if isinstance(message, StopRequest | pykka_messages._ActorStop):
+            _reply(envelope, None, None)
+        elif envelope.reply_to is not None:
+            _reply(
+                envelope,
+                None,
+                ActorDeadError(f"actor {self.handle.name!r} stopped before handling {message!r}"),
+            )
+        else:
+            self.system._dead_letter(self.handle, message)
 
     def _end(self, reason: ExitReason) -> None:
         """Mark this incarnation ended and report it, once, whatever path got here."""
-        self._accepting = False
+        self._stop_accepting(reason)
         self.actor_stopped.set()
         self.scope.close()
         self._drain()

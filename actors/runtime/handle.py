@@ -64,6 +64,7 @@ class ActorHandle(Generic[A]):
 
         While a supervisor restarts the actor, the message waits in the handle's bounded
         stash for the next incarnation; otherwise undeliverable messages become dead letters.
+        Messages still queued when a supervised actor crashes are kept the same way.
         """
         envelope: Envelope[Any] = Envelope(message)
         if not self._send(envelope):
@@ -184,6 +185,24 @@ class ActorHandle(Generic[A]):
             self._stash_capacity = capacity
             if self._stash is None:
                 self._stash = deque()
+
+    def _carry_over(self, actor: A, envelopes: list[Envelope[Any]]) -> list[Envelope[Any]]:
+        """Put the messages queued in ``actor``, which crashed, at the front of the stash.
+
+        They are older than anything stashed since the crash, so they go first, in order, up
+        to the stash's capacity (decision D4: the mailbox is kept across a restart).
+
+        Returns:
+            The envelopes not kept: all of them if ``actor`` is no longer the current
+            incarnation or nothing stashes for this handle, else those over the capacity.
+        """
+        with self._lock:
+            stash = self._stash
+            if stash is None or self._actor is not actor:
+                return envelopes
+            room = max(0, self._stash_capacity - len(stash))
+            stash.extendleft(reversed(envelopes[:room]))
+            return envelopes[room:]
 
     def _disable_stash(self) -> None:
         """Stop stashing; the messages kept so far become dead letters (asks fail)."""

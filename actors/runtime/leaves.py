@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
@@ -29,13 +30,32 @@ from actors.runtime.cancel import CancelReason, CancelScope
 from actors.runtime.errors import CancelledError
 from actors.runtime.events import StepFinished, StepProgress, StepStarted
 from actors.runtime.futures import ActorFuture
+from actors.runtime.permits import (
+    PermitRegistry,
+    PermitRequest,
+    PermitTimeoutError,
+    Semaphore,
+    request_permits,
+)
 from actors.runtime.results import ErrorInfo, Status, StepResult
+from actors.runtime.timers import TimerServiceStoppedError
 
 if TYPE_CHECKING:
-    from actors.runtime.handle import ActorHandle
     from actors.runtime.system import ActorSystem
+    from actors.runtime.timers import Receiver, TimerHandle
 
-__all__ = ["Leaf", "LeafEnv", "LeafPool", "LeafTask", "LeafWorker"]
+__all__ = [
+    "Leaf",
+    "LeafDispatcher",
+    "LeafEnv",
+    "LeafExecutor",
+    "LeafJob",
+    "LeafPool",
+    "LeafTask",
+    "LeafWorker",
+    "SubmitLeaf",
+    "new_job",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +116,12 @@ class LeafTask(Protocol):
 
 @runtime_checkable
 class Leaf(Protocol):
-    """Something that can be called on a leaf worker: tools implement it."""
+    """Something that can be called on a leaf worker: tools implement it.
+
+    A step that is also a ``Leaf`` (it has ``prepare``) is run by parallel steps directly as a
+    leaf, without its ``start``: its ``start`` must mean ``start_leaf(self, call)``. A step
+    kind that is not a unit of leaf work must not define ``prepare``.
+    """
 
     @property
     def name(self) -> str:
@@ -108,53 +133,136 @@ class Leaf(Protocol):
         ...
 
 
-# -- messages ---------------------------------------------------------------------------
+@runtime_checkable
+class LeafExecutor(Protocol):
+    """Where leaf tasks run: the system's ``LeafPool``, or a parallel step's branch supervisor.
+
+    A step reaches its executor through ``StepCall.leaves``; leaves nested anywhere under a
+    parallel branch run on that step's pooled workers.
+    """
+
+    def submit(
+        self,
+        task: LeafTask,
+        *,
+        parent: CancelScope,
+        timeout: float | None = None,
+        cancellation_timeout: float | None = None,
+        semaphores: tuple[Semaphore, ...] = (),
+        run_permits: PermitRegistry | None = None,
+    ) -> ActorFuture[StepResult]:
+        """Run ``task``; the future resolves with its ``StepResult`` (never an exception)."""
+        ...
+
+
+# -- jobs and messages --------------------------------------------------------------------
 
 
 @dataclass(slots=True, eq=False)
-class _Job:
+class LeafJob:
+    """One leaf execution as an executor tracks it, from submission to its decision."""
+
     task: LeafTask
     scope: CancelScope
     call_id: str
-    future: ActorFuture[StepResult]
+    on_decided: Callable[[StepResult], None]
     cancellation_timeout: float
     context: contextvars.Context
+    semaphores: tuple[Semaphore, ...] = ()
+    run_permits: PermitRegistry | None = None
+    label: str | None = None
+    permits: PermitRequest | None = None
     worker: LeafWorker | None = None
     started_at: float | None = None
     started_wall: datetime | None = None
+    dispatched: bool = False
     decided: bool = False
     finished: bool = False
     remove_callback: Callable[[], None] | None = field(default=None, repr=False)
+    permit_timer: TimerHandle | None = field(default=None, repr=False)
+
+    def release_permits(self) -> None:
+        """Give back the job's permits (idempotent)."""
+        if self.permits is not None:
+            self.permits.release()
+
+
+_call_ids = itertools.count(1)
+
+
+def new_job(
+    task: LeafTask,
+    *,
+    parent: CancelScope,
+    timeout: float | None,
+    cancellation_timeout: float,
+    on_decided: Callable[[StepResult], None],
+    semaphores: tuple[Semaphore, ...] = (),
+    run_permits: PermitRegistry | None = None,
+    label: str | None = None,
+) -> LeafJob:
+    """A job for ``task`` whose scope is a child of ``parent`` (with its own ``timeout``).
+
+    ``label`` names the job's result (the task's name by default).
+
+    Raises:
+        ValueError: ``timeout`` is negative.
+    """
+    if timeout is not None and timeout < 0:
+        msg = f"timeout must be >= 0 seconds, got {timeout}"
+        raise ValueError(msg)
+    return LeafJob(
+        task=task,
+        scope=parent.child(timeout=timeout, name=task.name),
+        call_id=f"{task.name}-{next(_call_ids)}",
+        on_decided=on_decided,
+        cancellation_timeout=cancellation_timeout,
+        context=contextvars.copy_context(),
+        semaphores=semaphores,
+        run_permits=run_permits,
+        label=label,
+    )
 
 
 @dataclass(frozen=True, slots=True)
-class _Submit:
-    job: _Job
+class SubmitLeaf:
+    """Request to an executor's actor: admit ``job``."""
 
-
-@dataclass(frozen=True, slots=True)
-class _Run:
-    job: _Job
-
-
-@dataclass(frozen=True, slots=True)
-class _Finished:
-    job: _Job
-    worker: LeafWorker | None
-    status: Status
-    value: Any
-    error: ErrorInfo | None
+    job: LeafJob
 
 
 @dataclass(frozen=True, slots=True)
 class _Cancelled:
-    job: _Job
+    job: LeafJob
+
+
+@dataclass(frozen=True, slots=True)
+class _PermitsGranted:
+    job: LeafJob
+
+
+@dataclass(frozen=True, slots=True)
+class _PermitWaitOver:
+    job: LeafJob
 
 
 @dataclass(frozen=True, slots=True)
 class _AbandonCheck:
-    job: _Job
+    job: LeafJob
     worker: LeafWorker
+
+
+@dataclass(frozen=True, slots=True)
+class _AbandonOrphan:
+    """Timer target: gives up a worker left running a cancelled job after its owner stopped."""
+
+    worker: LeafWorker
+    grace: float
+
+    def tell(self, _message: object) -> None:
+        """Abandon the worker unless it has ended (its tool returned within the grace)."""
+        if not self.worker.terminated.done():
+            self.worker.system.abandon(self.worker, self.grace)
 
 
 # -- status helpers -----------------------------------------------------------------------
@@ -171,7 +279,7 @@ def _cancel_error(scope: CancelScope) -> ErrorInfo:
     return ErrorInfo(type="castflow.Cancelled", message=f"cancelled ({reason})")
 
 
-def _outcome(job: _Job, call: Callable[[], Any]) -> tuple[Status, Any, ErrorInfo | None]:
+def _outcome(job: LeafJob, call: Callable[[], Any]) -> tuple[Status, Any, ErrorInfo | None]:
     """Run ``call`` (the task and its output check) and classify what happened."""
     try:
         value = call()
@@ -184,21 +292,111 @@ def _outcome(job: _Job, call: Callable[[], Any]) -> tuple[Status, Any, ErrorInfo
     return Status.OK, value, None
 
 
+# -- the shared work queue ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    job: LeafJob
+    worker: LeafWorker | None
+    status: Status
+    value: Any
+    error: ErrorInfo | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Wake:
+    """To a parked worker: there is work in the queue."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Drain:
+    """To the owner: completed jobs are waiting in the queue's done list."""
+
+
+class _WorkQueue:
+    """What an owner and its workers share: ready jobs, parked workers, completed jobs.
+
+    Workers take ready jobs themselves and keep going while there are any, so a busy pool
+    costs no message per job; the owner is told of completions with one ``_Drain`` per batch
+    (only when none is already on its way), and wakes a parked worker only when it queues a
+    job and nobody is taking work.
+    """
+
+    __slots__ = ("done", "lock", "notified", "owner", "parked", "ready")
+
+    def __init__(self, owner: Actor) -> None:
+        self.owner = owner
+        self.lock = threading.Lock()
+        self.ready: deque[LeafJob] = deque()
+        self.parked: list[LeafWorker] = []
+        self.done: list[_Done] = []
+        self.notified = False
+
+    def complete(self, done: _Done) -> None:
+        """Hand a finished job to the owner (one ``_Drain`` message per batch)."""
+        with self.lock:
+            self.done.append(done)
+            if self.notified:
+                return
+            self.notified = True
+        self.owner.handle.tell(_Drain())
+
+    def take_done(self) -> list[_Done]:
+        """Everything completed since the last call (the owner's side)."""
+        with self.lock:
+            done, self.done = self.done, []
+            self.notified = False
+        return done
+
+
 # -- the worker ---------------------------------------------------------------------------
 
 
 class LeafWorker(Actor):
-    """A pooled actor that runs sync leaf tasks in its own thread, one at a time."""
+    """A pooled actor that runs sync leaf tasks in its own thread, one at a time.
 
-    def __init__(self, manager: ActorHandle[Any]) -> None:
+    Woken by its pool when there is work, it takes jobs from the pool's queue until the queue
+    is empty, then parks until woken again.
+    """
+
+    def __init__(self, queue: _WorkQueue) -> None:
         super().__init__()
-        self._manager = manager
+        self._queue = queue
 
     def on_receive(self, message: Any) -> Any:
-        """Run one job and report it to the pool's manager."""
-        if not isinstance(message, _Run):
+        """Run queued jobs until there are none left (or this worker is stopping)."""
+        if not isinstance(message, _Wake):
             return super().on_receive(message)
-        job = message.job
+        queue = self._queue
+        while not self.abandoned and not self.scope.cancelled:
+            job = self._take(queue)
+            if job is None:
+                return None
+            done = self._run(job)
+            if self.abandoned:
+                return None  # given up on: the job was decided long ago, nothing to report
+            queue.complete(done)
+        return None
+
+    def _take(self, queue: _WorkQueue) -> LeafJob | None:
+        skipped: list[LeafJob] = []
+        try:
+            with queue.lock:
+                while queue.ready:
+                    job = queue.ready.popleft()
+                    if job.decided:
+                        skipped.append(job)
+                        continue
+                    job.worker = self
+                    return job
+                queue.parked.append(self)
+                return None
+        finally:
+            for job in skipped:
+                job.release_permits()
+
+    def _run(self, job: LeafJob) -> _Done:
         env = LeafEnv(job.scope, job.call_id, job.task.name, self.system.resources, self.system)
         job.started_at = time.monotonic()
         job.started_wall = datetime.now(UTC)
@@ -207,70 +405,181 @@ class LeafWorker(Actor):
             job.scope.raise_if_cancelled()
             return job.task.complete(job.task.execute(env))
 
-        status, value, error = _outcome(job, lambda: job.context.run(run))
-        if not self.abandoned:
-            self._manager.tell(_Finished(job, self, status, value, error))
-        return None
+        try:
+            status, value, error = _outcome(job, lambda: job.context.run(run))
+        finally:
+            # Permits come back only when the work has really ended, even if this thread was
+            # abandoned meanwhile: the resource behind them was in use until now.
+            job.release_permits()
+        return _Done(job, self, status, value, error)
 
 
-# -- the pool -------------------------------------------------------------------------------
+# -- the dispatcher -----------------------------------------------------------------------
 
 
-class _PoolManager(Actor):
-    """The pool's state machine: admission, decisions, abandonment. Never blocks."""
+class LeafDispatcher:
+    """Runs leaf jobs for an owning actor: permits, workers, decisions, abandonment.
 
-    def __init__(self, pool_name: str, max_workers: int) -> None:
-        super().__init__()
-        self._pool_name = pool_name
+    Not an actor itself: every method runs on the owner's thread, and the owner passes the
+    dispatcher's messages to :meth:`handle`. Each job is decided exactly once, by the first of
+    its result, its deadline and its cancellation, through ``job.on_decided``. A sync job
+    whose worker ignores cancellation for ``job.cancellation_timeout`` seconds gets its worker
+    abandoned and replaced. Workers are spawned on demand, up to ``max_workers`` (``None``:
+    as many as jobs running at once), reused, and take queued jobs themselves while busy.
+
+    Args:
+        owner: the actor whose thread runs the dispatcher and whose handle gets its messages.
+        name: names the worker actors.
+        max_workers: the most worker threads at once, or ``None`` for no fixed cap.
+        worker_watchers: receivers of every worker's ``Down``.
+    """
+
+    def __init__(
+        self,
+        owner: Actor,
+        name: str,
+        max_workers: int | None,
+        *,
+        worker_watchers: tuple[Receiver, ...] = (),
+    ) -> None:
+        self._owner = owner
+        self._name = name
         self._max_workers = max_workers
-        self._idle: list[LeafWorker] = []
+        self._worker_watchers = worker_watchers
+        self._queue = _WorkQueue(owner)
         self._workers: set[LeafWorker] = set()
-        self._queue: deque[_Job] = deque()
-        self._running: set[_Job] = set()
+        self._waiting: set[LeafJob] = set()
+        self._running: set[LeafJob] = set()
+        self._sync_jobs = 0
         self._worker_names = itertools.count(1)
 
-    def on_receive(self, message: Any) -> Any:
-        """Dispatch one pool message."""
+    @property
+    def workers(self) -> int:
+        """Worker threads owned now (idle or busy; abandoned ones are not counted)."""
+        return len(self._workers)
+
+    @property
+    def running(self) -> int:
+        """Jobs queued for or running on a worker, or running on the event loop, now."""
+        return len(self._running)
+
+    def handle(self, message: Any) -> bool:
+        """Process one of the dispatcher's messages; False if ``message`` is not one."""
         match message:
-            case _Submit(job):
-                self._admit(job)
-            case _Finished(job, worker, status, value, error):
-                self._finished(job, worker, status, value, error)
+            case _Drain():
+                for done in self._queue.take_done():
+                    self._finished(done)
+            case SubmitLeaf(job):
+                self.admit(job)
             case _Cancelled(job):
                 self._cancelled(job)
+            case _PermitsGranted(job):
+                self._granted(job)
+            case _PermitWaitOver(job):
+                self._permit_wait_over(job)
             case _AbandonCheck(job, worker):
                 self._abandon_if_stuck(job, worker)
             case _:
-                return super().on_receive(message)
-        return None
+                return False
+        return True
 
     # admission
 
-    def _admit(self, job: _Job) -> None:
+    def admit(self, job: LeafJob) -> None:
+        """Start ``job``: permits first, then a worker (or the event loop for async tasks)."""
         if job.decided:
             return
-        job.remove_callback = job.scope.add_callback(lambda _s: self.handle.tell(_Cancelled(job)))
+        owner = self._owner.handle
+        job.remove_callback = job.scope.add_callback(lambda _s: owner.tell(_Cancelled(job)))
         if job.decided:
             return
         self._publish_started(job)
+        if job.semaphores:
+            self._request_permits(job)
+            return
+        self._ready(job)
+
+    def _request_permits(self, job: LeafJob) -> None:
+        owner = self._owner.handle
+        system = self._owner.system
+        system_permits = system.permits
+        run_permits = job.run_permits
+
+        def registry(scope: str) -> PermitRegistry:
+            if scope == "run" and run_permits is not None:
+                return run_permits
+            return system_permits
+
+        inline = [True]
+
+        def on_granted() -> None:
+            # While request_permits runs, a grant is seen below through ``granted``.
+            if not inline[0]:
+                owner.tell(_PermitsGranted(job))
+
+        try:
+            job.permits = request_permits(job.semaphores, registry, on_granted)
+        except Exception as exc:  # noqa: BLE001 - a clashing definition fails the job
+            self._decide(job, Status.ERROR, None, ErrorInfo.from_exception(exc))
+            return
+        inline[0] = False
+        if job.permits.granted:
+            self._ready(job)
+            return
+        self._waiting.add(job)
+        wait = min(sem.timeout for sem in job.semaphores)
+        job.permit_timer = system.timers.schedule(wait, owner, _PermitWaitOver(job))
+
+    def _granted(self, job: LeafJob) -> None:
+        if job not in self._waiting:
+            return  # started inline, or already decided
+        self._waiting.discard(job)
+        if job.permit_timer is not None:
+            job.permit_timer.cancel()
+        if job.decided:
+            job.release_permits()
+            return
+        self._ready(job)
+
+    def _permit_wait_over(self, job: LeafJob) -> None:
+        if job.decided or job not in self._waiting or job.permits is None:
+            return
+        waiting_for = job.permits.waiting_for
+        if waiting_for is None:
+            return  # granted: the _PermitsGranted message is on its way
+        self._waiting.discard(job)
+        job.permits.cancel()
+        msg = (
+            f"{job.task.name!r} waited {waiting_for.timeout} s for a permit of semaphore "
+            f"{waiting_for.name!r} ({waiting_for.permits} permits, all held)"
+        )
+        self._decide(job, Status.ERROR, None, ErrorInfo.from_exception(PermitTimeoutError(msg)))
+
+    def _ready(self, job: LeafJob) -> None:
+        job.dispatched = True
+        self._running.add(job)
         if job.task.is_async:
             self._start_async(job)
             return
-        worker = self._take_worker()
-        if worker is None:
-            self._queue.append(job)
+        self._sync_jobs += 1
+        queue = self._queue
+        with queue.lock:
+            queue.ready.append(job)
+            parked = queue.parked.pop() if queue.parked else None
+        if parked is not None:
+            parked.handle.tell(_Wake())
             return
-        self._dispatch(job, worker)
+        # A worker per sync job at most: a busy worker takes the next queued job itself.
+        cap = self._sync_jobs if self._max_workers is None else self._max_workers
+        if len(self._workers) < cap:
+            self._spawn_worker().handle.tell(_Wake())
 
-    def _take_worker(self) -> LeafWorker | None:
-        if self._idle:
-            return self._idle.pop()
-        if len(self._workers) >= self._max_workers:
-            return None
-        handle = self.system.spawn(
+    def _spawn_worker(self) -> LeafWorker:
+        handle = self._owner.system.spawn(
             LeafWorker,
-            self.handle,
-            name=f"{self._pool_name}-leaf-{next(self._worker_names)}",
+            self._queue,
+            name=f"{self._name}-leaf-{next(self._worker_names)}",
+            watchers=self._worker_watchers,
             wait=False,
         )
         worker = handle._actor
@@ -278,23 +587,20 @@ class _PoolManager(Actor):
         self._workers.add(worker)
         return worker
 
-    def _dispatch(self, job: _Job, worker: LeafWorker) -> None:
-        job.worker = worker
-        self._running.add(job)
-        worker.handle.tell(_Run(job))
-
-    def _start_async(self, job: _Job) -> None:
+    def _start_async(self, job: LeafJob) -> None:
         job.started_at = time.monotonic()
         job.started_wall = datetime.now(UTC)
-        env = LeafEnv(job.scope, job.call_id, job.task.name, self.system.resources, self.system)
+        system = self._owner.system
+        env = LeafEnv(job.scope, job.call_id, job.task.name, system.resources, system)
         try:
             coro: Coroutine[Any, Any, Any] = job.context.run(job.task.execute, env)
         except BaseException as exc:  # noqa: BLE001
+            job.release_permits()
+            self._forget(job)
             self._decide(job, Status.ERROR, None, ErrorInfo.from_exception(exc))
             return
-        self._running.add(job)
-        loop = self.system.loop
-        manager = self.handle
+        loop = system.loop
+        queue = self._queue
 
         def start() -> None:
             task = loop.create_task(coro, context=job.context)
@@ -307,7 +613,8 @@ class _PoolManager(Actor):
             def done(finished: asyncio.Task[Any]) -> None:
                 cancel()
                 status, value, error = _outcome(job, lambda: job.task.complete(finished.result()))
-                manager.tell(_Finished(job, None, status, value, error))
+                job.release_permits()
+                queue.complete(_Done(job, None, status, value, error))
 
             task.add_done_callback(done)
 
@@ -315,102 +622,146 @@ class _PoolManager(Actor):
 
     # decisions
 
-    def _finished(
-        self,
-        job: _Job,
-        worker: LeafWorker | None,
-        status: Status,
-        value: Any,
-        error: ErrorInfo | None,
-    ) -> None:
+    def _finished(self, done: _Done) -> None:
+        job = done.job
         job.finished = True
-        self._running.discard(job)
-        self._decide(job, status, value, error)
-        if worker is not None and worker in self._workers:
-            next_job = self._next_queued()
-            if next_job is None:
-                self._idle.append(worker)
-            else:
-                self._dispatch(next_job, worker)
+        self._forget(job)
+        self._decide(job, done.status, done.value, done.error)
 
-    def _next_queued(self) -> _Job | None:
-        while self._queue:
-            job = self._queue.popleft()
-            if not job.decided:
-                return job
-        return None
+    def _forget(self, job: LeafJob) -> None:
+        """``job`` no longer needs a worker (it ended, was abandoned, or was never taken)."""
+        if job in self._running:
+            self._running.discard(job)
+            if not job.task.is_async:
+                self._sync_jobs -= 1
 
-    def _cancelled(self, job: _Job) -> None:
+    def _cancelled(self, job: LeafJob) -> None:
         if job.decided:
             return
-        status = _status_for_cancel(job.scope)
-        self._decide(job, status, None, _cancel_error(job.scope))
-        if job.worker is not None and not job.finished:
-            self.system.timers.schedule(
-                job.cancellation_timeout, self.handle, _AbandonCheck(job, job.worker)
+        self._decide(job, _status_for_cancel(job.scope), None, _cancel_error(job.scope))
+        if not job.dispatched:
+            # It never got past its permits: nothing runs, so they come back now.
+            self._waiting.discard(job)
+            if job.permit_timer is not None:
+                job.permit_timer.cancel()
+            job.release_permits()
+            return
+        with self._queue.lock:
+            worker = job.worker  # set by the worker that took it, under this lock
+        if worker is None:
+            # Still queued: the worker that takes it skips it (and gives back its permits).
+            self._forget(job)
+            return
+        if not job.finished:
+            self._owner.system.timers.schedule(
+                job.cancellation_timeout, self._owner.handle, _AbandonCheck(job, worker)
             )
 
-    def _abandon_if_stuck(self, job: _Job, worker: LeafWorker) -> None:
+    def _abandon_if_stuck(self, job: LeafJob, worker: LeafWorker) -> None:
         if job.finished or worker not in self._workers:
             return
         self._workers.discard(worker)
-        self._running.discard(job)
-        self.system.abandon(worker, job.cancellation_timeout)
-        # The freed capacity lets a queued job start on a fresh worker.
-        next_job = self._next_queued()
-        if next_job is not None:
-            fresh = self._take_worker()
-            if fresh is not None:
-                self._dispatch(next_job, fresh)
-            else:
-                self._queue.appendleft(next_job)
+        self._forget(job)
+        self._owner.system.abandon(worker, job.cancellation_timeout)
+        queue = self._queue
+        with queue.lock:
+            replace = bool(queue.ready) and not queue.parked
+        if replace:
+            # The freed capacity lets a queued job start on a fresh worker.
+            self._spawn_worker().handle.tell(_Wake())
 
-    def _decide(self, job: _Job, status: Status, value: Any, error: ErrorInfo | None) -> None:
+    def _decide(self, job: LeafJob, status: Status, value: Any, error: ErrorInfo | None) -> None:
         if job.decided:
             return
         job.decided = True
         if job.remove_callback is not None:
             job.remove_callback()
-        finished_at = time.monotonic()
         result = StepResult(
-            name=job.task.name,
+            name=job.label or job.task.name,
             status=status,
             value=value,
             error=error,
             started_at=job.started_at,
-            finished_at=finished_at,
+            finished_at=time.monotonic(),
             started_wall=job.started_wall,
             finished_wall=datetime.now(UTC),
         )
         job.scope.close()
-        job.future.set_result(result)
-        events = self.system.events
+        system = self._owner.system
+        events = system.events
         if events.has_subscribers:
             events.publish(
                 StepFinished(
-                    system=self.system.name,
+                    system=system.name,
                     step=job.task.name,
                     call_id=job.call_id,
                     status=status,
                     duration=result.duration,
                 )
             )
+        job.on_decided(result)
 
-    def _publish_started(self, job: _Job) -> None:
-        events = self.system.events
+    def _publish_started(self, job: LeafJob) -> None:
+        system = self._owner.system
+        events = system.events
         if events.has_subscribers:
-            events.publish(
-                StepStarted(system=self.system.name, step=job.task.name, call_id=job.call_id)
-            )
+            events.publish(StepStarted(system=system.name, step=job.task.name, call_id=job.call_id))
 
-    def on_stop(self) -> None:
-        """Decide every job still pending as cancelled (the pool is going away)."""
-        for job in [*self._running, *self._queue]:
+    def stop(self) -> None:
+        """Decide every pending job as cancelled and stop the workers (the owner is ending)."""
+        queue = self._queue
+        with queue.lock:
+            never_taken = list(queue.ready)
+            queue.ready.clear()
+        for job in [*self._running, *self._waiting]:
             if not job.decided:
                 job.scope.cancel(CancelReason.SHUTDOWN)
                 self._decide(job, Status.CANCELLED, None, _cancel_error(job.scope))
+            if not job.dispatched:
+                if job.permit_timer is not None:
+                    job.permit_timer.cancel()
+                job.release_permits()
+        for job in never_taken:
+            job.release_permits()
+        with queue.lock:
+            busy = [
+                (job.worker, job.cancellation_timeout)
+                for job in self._running
+                if job.worker is not None and not job.finished
+            ]
+        self._waiting.clear()
+        self._running.clear()
+        self._sync_jobs = 0
         for worker in list(self._workers):
             worker.handle.stop()
+        # A busy worker's abandon check would come to this owner, which is ending: the system's
+        # timer gives up the ones whose tool ignores its cancellation past the grace.
+        for worker, grace in busy:
+            try:
+                self._owner.system.timers.schedule(grace, _AbandonOrphan(worker, grace), None)
+            except TimerServiceStoppedError:
+                return  # the system is shutting down: it abandons the threads still running
+
+
+# -- the pool -------------------------------------------------------------------------------
+
+
+class _PoolManager(Actor):
+    """The system pool's actor: a ``LeafDispatcher`` with a fixed number of workers."""
+
+    def __init__(self, pool_name: str, max_workers: int) -> None:
+        super().__init__()
+        self._dispatcher = LeafDispatcher(self, pool_name, max_workers)
+
+    def on_receive(self, message: Any) -> Any:
+        """Pass one pool message to the dispatcher."""
+        if not self._dispatcher.handle(message):
+            return super().on_receive(message)
+        return None
+
+    def on_stop(self) -> None:
+        """Decide every job still pending as cancelled (the pool is going away)."""
+        self._dispatcher.stop()
 
 
 class LeafPool:
@@ -421,8 +772,6 @@ class LeafPool:
         max_workers: the most worker threads that run sync tasks at once.
         name: names the manager and worker actors.
     """
-
-    _ids = itertools.count(1)
 
     def __init__(self, system: ActorSystem, *, max_workers: int, name: str) -> None:
         self.system = system
@@ -438,6 +787,8 @@ class LeafPool:
         parent: CancelScope,
         timeout: float | None = None,
         cancellation_timeout: float | None = None,
+        semaphores: tuple[Semaphore, ...] = (),
+        run_permits: PermitRegistry | None = None,
     ) -> ActorFuture[StepResult]:
         """Run ``task`` on the pool; the future resolves with its ``StepResult``.
 
@@ -447,26 +798,31 @@ class LeafPool:
             timeout: seconds until the call's deadline.
             cancellation_timeout: grace after cancellation before a stuck sync worker's thread
                 is abandoned; the system default if omitted.
+            semaphores: semaphores the call holds a permit of while it runs.
+            run_permits: the run's registry, for semaphores scoped to one run.
+
+        Raises:
+            ValueError: ``timeout`` is negative.
         """
-        if timeout is not None and timeout < 0:
-            msg = f"timeout must be >= 0 seconds, got {timeout}"
-            raise ValueError(msg)
         grace = (
             self.system.cancellation_timeout
             if cancellation_timeout is None
             else cancellation_timeout
         )
         future: ActorFuture[StepResult] = ActorFuture()
-        job = _Job(
-            task=task,
-            scope=parent.child(timeout=timeout, name=task.name),
-            call_id=f"{task.name}-{next(self._ids)}",
-            future=future,
+        job = new_job(
+            task,
+            parent=parent,
+            timeout=timeout,
             cancellation_timeout=grace,
-            context=contextvars.copy_context(),
+            on_decided=future.set_result,
+            semaphores=semaphores,
+            run_permits=run_permits,
         )
-        self._manager.tell(_Submit(job))
+        self._manager.tell(SubmitLeaf(job))
         if not self._manager.is_alive() and not future.done():
+            job.decided = True
+            job.scope.close()
             future.set_result(
                 StepResult(
                     name=task.name,

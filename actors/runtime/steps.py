@@ -25,16 +25,18 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_check
 from actors.runtime.cancel import CancelReason, CancelScope
 from actors.runtime.errors import CastflowError
 from actors.runtime.futures import ActorFuture
+from actors.runtime.permits import PermitRegistry, Semaphore
 from actors.runtime.reasons import Down
 from actors.runtime.results import ErrorInfo, Status, StepResult
 
 if TYPE_CHECKING:
     from actors.runtime.actor import Actor
     from actors.runtime.handle import ActorHandle
-    from actors.runtime.leaves import Leaf
+    from actors.runtime.leaves import Leaf, LeafExecutor
     from actors.runtime.system import ActorSystem
 
 __all__ = [
+    "ForgetOnDown",
     "Run",
     "RunEnv",
     "RunFinishedError",
@@ -69,14 +71,16 @@ class RunEnv:
         input: the run's input, as given.
     """
 
-    __slots__ = ("_actors", "_closed", "_lock", "input", "run_id", "system")
+    __slots__ = ("_actors", "_closed", "_lock", "_shared", "input", "permits", "run_id", "system")
 
     def __init__(self, system: ActorSystem, run_id: str, input: object) -> None:
         self.system = system
         self.run_id = run_id
         self.input = input
+        self.permits = PermitRegistry("run")
         self._lock = threading.Lock()
         self._actors: dict[int, tuple[object, ActorHandle[Any]]] = {}
+        self._shared: dict[str, dict[int, tuple[object, Any]]] = {}
         self._closed = False
 
     @property
@@ -115,13 +119,37 @@ class RunEnv:
                 actor_class,
                 *args,
                 name=f"{self.run_id}/{name}#{len(self._actors) + 1}",
-                watchers=(_Forget(self.system),),
+                watchers=(ForgetOnDown(self.system),),
                 wait=False,
                 **kwargs,
             )
             # The key is kept alive with the handle, so its id cannot be reused meanwhile.
             self._actors[id(key)] = (key, handle)
             return handle
+
+    def shared(self, key: object, group: str, factory: Callable[[], R]) -> R:
+        """The run's state for ``key`` (a definition object) within ``group``, made on first use.
+
+        Synchronisation steps keep their per-instance state here: one barrier definition gets
+        one state per instance of the parallel step that encloses it.
+
+        Args:
+            key: the definition object; compared by identity.
+            group: the instance it belongs to (``StepCall.group``).
+            factory: makes the state on first request.
+        """
+        with self._lock:
+            states = self._shared.setdefault(group, {})
+            found = states.get(id(key))
+            if found is None:
+                found = states[id(key)] = (key, factory())
+            state: R = found[1]
+            return state
+
+    def drop_group(self, group: str) -> None:
+        """Forget every shared state of ``group`` (its instance has finished)."""
+        with self._lock:
+            self._shared.pop(group, None)
 
     def close(self) -> None:
         """Ask every actor of the run to stop (without waiting); refuse new ones. Idempotent."""
@@ -140,8 +168,12 @@ class RunEnv:
         return f"RunEnv({self.run_id!r}, {len(self._actors)} actors)"
 
 
-class _Forget:
-    """Watches a run's actor and removes its name from the system once it has ended."""
+class ForgetOnDown:
+    """A watcher that removes an actor's name from its system once the actor has ended.
+
+    Actors that live only as long as a run (coordinators, branch supervisors, their workers)
+    are spawned with it, so a long-running system does not keep their names forever.
+    """
 
     __slots__ = ("_system",)
 
@@ -149,6 +181,7 @@ class _Forget:
         self._system = system
 
     def tell(self, message: Any) -> None:
+        """Forget the actor whose ``Down`` this is."""
         if isinstance(message, Down):
             self._system._unregister(message.handle)
 
@@ -166,6 +199,12 @@ class StepCall:
         outputs: outputs of the steps finished so far that this step may see, by name.
         reply: receives the step's ``StepResult``; call it exactly once, from any thread. It
             must not block (it usually tells a coordinator).
+        outputs: outputs of the steps finished so far that this step may see, by name.
+        leaves: where leaf tasks under this step run; the system's pool if ``None``. A
+            parallel step hands its branches its own pooled workers.
+        semaphores: semaphores every leaf under this step holds a permit of while it runs.
+        group: the instance of the nearest enclosing parallel step, which synchronisation
+            steps (barriers, rendezvous) use to find their partners.
     """
 
     env: RunEnv
@@ -174,6 +213,9 @@ class StepCall:
     path: str
     reply: Callable[[StepResult], None]
     outputs: Mapping[str, Any] = field(default_factory=lambda: _NO_OUTPUTS)
+    leaves: LeafExecutor | None = None
+    semaphores: tuple[Semaphore, ...] = ()
+    group: str = ""
 
     def child(
         self,
@@ -183,8 +225,12 @@ class StepCall:
         reply: Callable[[StepResult], None],
         scope: CancelScope | None = None,
         outputs: Mapping[str, Any] | None = None,
+        semaphores: tuple[Semaphore, ...] = (),
     ) -> StepCall:
-        """The call for a child step named ``name`` under this one."""
+        """The call for a child step named ``name`` under this one.
+
+        ``semaphores`` are added to the ones inherited from this call.
+        """
         return replace(
             self,
             input=input,
@@ -192,6 +238,7 @@ class StepCall:
             reply=reply,
             scope=self.scope if scope is None else scope,
             outputs=self.outputs if outputs is None else outputs,
+            semaphores=self.semaphores + semaphores if semaphores else self.semaphores,
         )
 
 
@@ -222,7 +269,7 @@ class Step(Protocol[R_co]):
 
 
 def start_leaf(leaf: Leaf, call: StepCall, *, timeout: float | None = None) -> None:
-    """Start ``leaf`` on the system's leaf pool as the step of ``call``.
+    """Start ``leaf`` as the step of ``call``, on ``call.leaves`` or the system's leaf pool.
 
     Args:
         leaf: the leaf (a tool).
@@ -233,7 +280,14 @@ def start_leaf(leaf: Leaf, call: StepCall, *, timeout: float | None = None) -> N
         Exception: whatever ``leaf.prepare`` raises for a bad input (nothing runs).
     """
     task = leaf.prepare(call.input)
-    future = call.env.system.leaf_pool.submit(task, parent=call.scope, timeout=timeout)
+    executor = call.leaves if call.leaves is not None else call.env.system.leaf_pool
+    future = executor.submit(
+        task,
+        parent=call.scope,
+        timeout=timeout,
+        semaphores=call.semaphores,
+        run_permits=call.env.permits,
+    )
     reply = call.reply
     future.add_done_callback(lambda done: reply(done.result()))
 
@@ -290,6 +344,15 @@ class Run(Generic[R]):
             BlockingCallError: called on a castflow thread before the run was decided.
         """
         return self._present(self._future.result(timeout))
+
+    def step_result(self, timeout: float | None = None) -> StepResult:
+        """Wait for the run's raw ``StepResult`` (how the top step ended, before ``present``).
+
+        Raises:
+            TimeoutError: the run was not decided within ``timeout``.
+            BlockingCallError: called on a castflow thread before the run was decided.
+        """
+        return self._future.result(timeout)
 
     def cancel(self) -> bool:
         """Cancel the run: its scope and every nested step's. Returns False if already done."""

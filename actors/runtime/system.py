@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -28,6 +28,7 @@ from actors.runtime.events import (
 )
 from actors.runtime.futures import ActorFuture, in_castflow_thread
 from actors.runtime.handle import ActorHandle
+from actors.runtime.permits import PermitRegistry
 from actors.runtime.reasons import Abandoned, ExitReason
 from actors.runtime.steps import Run, RunEnv, Step, StepCall, cancelled_result
 from actors.runtime.timers import Receiver, TimerService
@@ -106,6 +107,19 @@ def _shutdown_live_systems() -> None:
             logger.exception("shutting down %s at exit failed", system.name)
 
 
+_supervise: Callable[..., Any] | None = None
+
+
+def _install_supervise(starter: Callable[..., Any]) -> None:
+    """Install what ``ActorSystem.supervise`` calls.
+
+    The runtime does not import supervision (it sits on the floor above); the ``supervisors``
+    package installs its root-supervisor starter here when it is imported.
+    """
+    global _supervise
+    _supervise = starter
+
+
 def _register_atexit() -> None:
     global _atexit_registered
     with _atexit_lock:
@@ -157,6 +171,7 @@ class ActorSystem:
         self.cancellation_timeout = cancellation_timeout
         self.max_leaf_workers = max_leaf_workers
         self.events = EventBus(name)
+        self.permits = PermitRegistry("system")
         self.timers = TimerService(
             self.clock, name=f"{name}/timers", on_undeliverable=self._undeliverable_timer
         )
@@ -165,6 +180,7 @@ class ActorSystem:
         self._names = itertools.count(1)
         self._handles: dict[str, ActorHandle[Any]] = {}
         self._live: dict[int, Actor] = {}
+        self._roots: list[ActorHandle[Any]] = []
         self._abandoned: list[tuple[threading.Thread | None, str, float]] = []
         self._dead_letters = 0
         self._closed = False
@@ -248,9 +264,12 @@ class ActorSystem:
         actor.handle = handle
         actor.scope = self.scope.child(name=handle.name)
         with self._lock:
+            # Checked again and started under the lock: shutdown either sees this actor with
+            # its thread running, or refuses it (no thread it never joins, none half-started).
+            self._check_open()
             actor.incarnation = handle._bind(actor)
             self._live[id(actor)] = actor
-        actor._start_actor_loop()
+            actor._start_actor_loop()
         return actor
 
     def _await_start(self, handle: ActorHandle[Any], start_timeout: float | None) -> None:
@@ -285,6 +304,60 @@ class ActorSystem:
         with self._lock:
             if self._handles.get(handle.name) is handle:
                 del self._handles[handle.name]
+
+    def supervise(
+        self,
+        children: Iterable[Any],
+        *,
+        strategy: str | None = None,
+        intensity: int | None = None,
+        period: float | None = None,
+        auto_shutdown: str | None = None,
+        name: str = "root",
+        timeout: float | None = None,
+    ) -> Any:
+        """Start a root supervisor of ``children`` and wait until every child has started.
+
+        The root is stopped first when the system shuts down, so its tree stops in order
+        (reverse start order, each child within its shutdown time) before anything else.
+
+        Args:
+            children: ``supervisors.ChildSpec``s, in start order.
+            strategy: ``"one_for_one"`` (default), ``"one_for_all"`` or ``"rest_for_one"``.
+            intensity: restarts allowed within ``period`` (default 3).
+            period: the intensity's window in seconds (default 5).
+            auto_shutdown: ``"never"`` (default), ``"any_significant"`` or
+                ``"all_significant"``.
+            name: the root's name; its children are ``"<name>/<id>"``.
+            timeout: seconds to wait for all children; ``None`` relies on their start
+                timeouts.
+
+        Returns:
+            A ``supervisors.SupervisorClient`` for the root (annotate it as one).
+
+        Raises:
+            ChildStartError: a child failed to start; the root has ended.
+            RuntimeError: the ``supervisors`` package has not been imported.
+        """
+        if _supervise is None:
+            msg = "system.supervise needs the supervisors package: import supervisors first"
+            raise RuntimeError(msg)
+        return _supervise(
+            self,
+            children,
+            strategy=strategy,
+            intensity=intensity,
+            period=period,
+            auto_shutdown=auto_shutdown,
+            name=name,
+            timeout=timeout,
+        )
+
+    def _adopt_root(self, handle: ActorHandle[Any]) -> None:
+        """Stop ``handle``'s actor first at shutdown, before the others (roots of trees)."""
+        with self._lock:
+            self._roots = [h for h in self._roots if h.is_alive()]
+            self._roots.append(handle)
 
     def lookup(self, name: str) -> ActorHandle[Any] | None:
         """The handle registered under ``name`` in this system, if any."""
@@ -330,6 +403,17 @@ class ActorSystem:
         thread = actor.thread
         self.record_abandoned(thread, actor.handle.name, waited)
         return True
+
+    def abandoned_alive(self) -> int:
+        """How many threads this system gave up on are still running."""
+        if not self._abandoned:
+            return 0
+        with self._lock:
+            return sum(
+                1
+                for thread, _owner, _waited in self._abandoned
+                if thread is not None and thread.is_alive()
+            )
 
     def record_abandoned(self, thread: threading.Thread | None, owner: str, waited: float) -> None:
         """Remember a thread given up on, for the shutdown report, and publish the event."""
@@ -579,6 +663,17 @@ class ActorSystem:
 
     # -- shutdown --------------------------------------------------------------------------
 
+    def _stop_roots(self, roots: list[ActorHandle[Any]], deadline: float) -> None:
+        for handle in reversed(roots):
+            actor = handle._actor
+            if actor is None or actor.terminated.done():
+                continue
+            actor._request_stop("system shutdown")
+            try:
+                actor.terminated.result(max(0.0, deadline - time.monotonic()))
+            except concurrent.futures.TimeoutError:
+                return  # the deadline has passed: what is left is stopped (or abandoned) below
+
     def _check_open(self) -> None:
         if self._closed:
             msg = f"actor system {self.name!r} has been shut down"
@@ -592,10 +687,12 @@ class ActorSystem:
     def shutdown(self, timeout: float = 10.0) -> ShutdownReport:
         """Stop everything the system started, within one overall deadline.
 
-        Every actor's scope is cancelled (reason ``shutdown``) and every actor is asked to
-        stop; those still running at the deadline are abandoned. Then the leaf pools, the
-        asyncio loop (tasks cancelled, async generators closed) and the timer thread stop.
-        Idempotent: a second call returns the first report.
+        Root supervisors (``supervise``) are stopped first, newest first, each waited for, so
+        their trees stop in order. Then every actor's scope is cancelled (reason
+        ``shutdown``) and every actor is asked to stop; those still running at the deadline
+        are abandoned. Then the leaf pools, the asyncio loop (tasks cancelled, async
+        generators closed) and the timer thread stop. Messages kept for actors that were
+        restarting become dead letters. Idempotent: a second call returns the first report.
 
         Returns:
             What was stopped and which threads were abandoned.
@@ -607,9 +704,12 @@ class ActorSystem:
             if self._shutdown_report is not None:
                 return self._shutdown_report
             self._closed = True
-            actors = list(self._live.values())
+            roots = list(self._roots)
         started = time.monotonic()
         deadline = started + timeout
+        self._stop_roots(roots, deadline)
+        with self._lock:
+            actors = list(self._live.values())
         self.scope.cancel(CancelReason.SHUTDOWN)
         for actor in reversed(actors):
             actor._request_stop("system shutdown")
@@ -624,6 +724,8 @@ class ActorSystem:
                 self.abandon(actor, time.monotonic() - started)
         self._stop_loop(deadline)
         self.timers.stop(max(0.0, deadline - time.monotonic()))
+        for handle in list(self._handles.values()):
+            handle._disable_stash()
         report = ShutdownReport(
             system=self.name,
             stopped=stopped,

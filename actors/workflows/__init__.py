@@ -11,18 +11,32 @@ from actors.workflows._spec import InputMap, StepSpec, step
 from actors.workflows.conditional import ConditionalWorkflow, Predicate
 from actors.workflows.context import RunContext
 from actors.workflows.errors import Break, WorkflowDefinitionError, WorkflowError
+from actors.workflows.fan_out import FanOutWorkflow, SplitterOutputError
+from actors.workflows.fork_join import ForkJoinWorkflow
 from actors.workflows.loop import LoopWorkflow
+from actors.workflows.map_reduce import MapReduceWorkflow, Reducer, ReducerError
+from actors.workflows.parallel import ParallelBuilder, ParallelWorkflow
 from actors.workflows.result import WorkflowResult, WorkflowStepResult
+from actors.workflows.scatter_gather import ScatterGatherWorkflow
 from actors.workflows.sequential import SequentialWorkflow
 
 __all__ = [
     "Break",
     "ConditionalWorkflow",
+    "FanOutWorkflow",
+    "ForkJoinWorkflow",
     "InputMap",
     "LoopWorkflow",
+    "MapReduceWorkflow",
+    "ParallelBuilder",
+    "ParallelWorkflow",
     "Predicate",
+    "Reducer",
+    "ReducerError",
     "RunContext",
+    "ScatterGatherWorkflow",
     "SequentialWorkflow",
+    "SplitterOutputError",
     "StepSpec",
     "Workflow",
     "WorkflowDefinitionError",

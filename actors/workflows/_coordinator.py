@@ -329,6 +329,7 @@ class Coordinator(Actor, Generic[W]):
                 reply=reply,
                 scope=scope,
                 outputs=self.visible(instance),
+                semaphores=spec.semaphores,
             )
             spec.step.start(call)
         except Exception as exc:  # noqa: BLE001 - a bad input is the child's failure
@@ -343,6 +344,7 @@ class Coordinator(Actor, Generic[W]):
         *,
         failed_step: str | None = None,
         iterations: int | None = None,
+        counts: dict[str, int] | None = None,
     ) -> None:
         """Decide ``instance``: publish, reply to its parent and forget it."""
         del self._instances[instance.id]
@@ -365,6 +367,7 @@ class Coordinator(Actor, Generic[W]):
             failed_step=failed_step,
             branch=instance.branch.name if instance.branch is not None else None,
             iterations=iterations,
+            counts=counts,
         )
         events = self.system.events
         if events.has_subscribers:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from actors.runtime.permits import Semaphore
 from actors.runtime.steps import Step
 from actors.tools import ToolDefinitionError, as_tool
 from actors.workflows.errors import WorkflowDefinitionError
@@ -30,12 +31,14 @@ class StepSpec:
         name: its name inside the parent (records, outputs and paths use it).
         input: applied to the value the step receives: a function, or a key to select.
         timeout: seconds until the step's own deadline (never later than its parent's).
+        semaphores: semaphores every leaf execution under the step holds a permit of.
     """
 
     step: Step[Any]
     name: str
     input: InputMap | None = None
     timeout: float | None = None
+    semaphores: tuple[Semaphore, ...] = ()
 
     def map_input(self, value: Any) -> Any:
         """The step's input for ``value``, after the mapping or key selection.
@@ -58,8 +61,9 @@ def step(
     name: str | None = None,
     input: InputMap | None = None,
     timeout: float | None = None,
+    semaphores: Iterable[Semaphore] = (),
 ) -> StepSpec:
-    """Wrap a step with a name, an input mapping or key selection, and a timeout.
+    """Wrap a step with a name, an input mapping or key selection, a timeout and semaphores.
 
     Args:
         target: a workflow, a tool, a ``Step``, or a plain function (made a tool).
@@ -68,11 +72,13 @@ def step(
             ``input="text"`` passes ``value["text"]``.
         timeout: seconds until the step's deadline; the earlier of this and the enclosing
             deadline applies.
+        semaphores: ``Semaphore``s every leaf execution under the step (the tool itself, or
+            each tool of a nested workflow) holds a permit of while it runs.
 
     Raises:
         WorkflowDefinitionError: a part is invalid; the message names it.
     """
-    return to_spec(target, "step()", name=name, input=input, timeout=timeout)
+    return to_spec(target, "step()", name=name, input=input, timeout=timeout, semaphores=semaphores)
 
 
 def to_step(obj: object, where: str) -> Step[Any]:
@@ -99,9 +105,17 @@ def to_spec(
     name: str | None = None,
     input: InputMap | None = None,
     timeout: float | None = None,
+    semaphores: Iterable[Semaphore] = (),
 ) -> StepSpec:
     """Normalise a child given to a workflow into a ``StepSpec``."""
-    if isinstance(obj, StepSpec) and name is None and input is None and timeout is None:
+    sems = _check_semaphores(semaphores, where)
+    if (
+        isinstance(obj, StepSpec)
+        and name is None
+        and input is None
+        and timeout is None
+        and not sems
+    ):
         return obj
     target = to_step(obj, where)
     if name is None:
@@ -111,7 +125,21 @@ def to_spec(
         raise WorkflowDefinitionError(
             f"{where}: input must be a function or a key (str or int), got {input!r}"
         )
-    return StepSpec(target, name, input, check_timeout(timeout, where))
+    if isinstance(obj, StepSpec):
+        sems = obj.semaphores + sems
+    return StepSpec(target, name, input, check_timeout(timeout, where), sems)
+
+
+def _check_semaphores(semaphores: Iterable[Semaphore], where: str) -> tuple[Semaphore, ...]:
+    if isinstance(semaphores, Semaphore):
+        return (semaphores,)
+    items = tuple(semaphores)
+    for item in items:
+        if not isinstance(item, Semaphore):
+            raise WorkflowDefinitionError(
+                f"{where}: semaphores must be Semaphore objects, got {item!r}"
+            )
+    return items
 
 
 def unique_specs(specs: Iterable[StepSpec], where: str) -> tuple[StepSpec, ...]:
@@ -127,7 +155,9 @@ def unique_specs(specs: Iterable[StepSpec], where: str) -> tuple[StepSpec, ...]:
                 name = f"{name}_"
         seen.setdefault(name, 1)
         out.append(
-            spec if name == spec.name else StepSpec(spec.step, name, spec.input, spec.timeout)
+            spec
+            if name == spec.name
+            else StepSpec(spec.step, name, spec.input, spec.timeout, spec.semaphores)
         )
     return tuple(out)
 

@@ -134,6 +134,7 @@ class LoopCoordinator(Coordinator[LoopWorkflow]):
         *,
         failed_step: str | None = None,
         iterations: int | None = None,
+        counts: dict[str, int] | None = None,
     ) -> None:
         """Decide the instance; a loop always reports how many iterations finished."""
         super().finish(
@@ -143,6 +144,7 @@ class LoopCoordinator(Coordinator[LoopWorkflow]):
             error,
             failed_step=failed_step,
             iterations=instance.iteration if iterations is None else iterations,
+            counts=counts,
         )
 
 

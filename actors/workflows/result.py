@@ -27,6 +27,8 @@ class WorkflowStepResult(StepResult):
         failed_step: the name of the child whose failure failed the node, if one did.
         branch: for a conditional, the chosen branch's name (``None``: none was chosen).
         iterations: for a loop, how many iterations finished.
+        counts: for a step over a collection (MapReduce), how many items ended in each status;
+            ``steps`` then holds only the first failures.
     """
 
     kind: str
@@ -34,6 +36,7 @@ class WorkflowStepResult(StepResult):
     failed_step: str | None = None
     branch: str | None = None
     iterations: int | None = None
+    counts: dict[str, int] | None = None
 
     def step(self, path: str) -> StepResult:
         """The record of the child at ``path`` (names joined by ``/``).
@@ -62,6 +65,7 @@ class WorkflowResult(BaseModel):
         failed_step: the name of the child whose failure failed the run, if one did.
         branch: for a conditional at the top, the chosen branch.
         iterations: for a loop at the top, how many iterations finished.
+        counts: for a MapReduce at the top, how many items ended in each status.
         started_at: ``time.monotonic()`` at the start.
         finished_at: ``time.monotonic()`` when the status was decided.
         started_wall: wall-clock start.
@@ -80,6 +84,7 @@ class WorkflowResult(BaseModel):
     failed_step: str | None = None
     branch: str | None = None
     iterations: int | None = None
+    counts: dict[str, int] | None = None
     started_at: float | None = None
     finished_at: float | None = None
     started_wall: datetime | None = None
@@ -106,6 +111,7 @@ class WorkflowResult(BaseModel):
                 "failed_step": result.failed_step,
                 "branch": result.branch,
                 "iterations": result.iterations,
+                "counts": result.counts,
             }
         elif kind == "tool":
             fields = {"steps": [result]}

@@ -1,0 +1,663 @@
+"""``BranchSupervisor``: admission, deadlines, cancellation and retries of parallel branches.
+
+One branch supervisor serves one parallel definition node in one run, for every instance of
+that node (a *batch* each). It is a state machine: it never blocks, and it knows nothing of
+tools or workflows, only the runtime's ``Step`` and ``Leaf`` protocols.
+
+For each batch it pulls branches lazily from the batch's iterator while fewer than
+``max_concurrent_executions`` are in flight, so a batch of 100,000 items holds only the
+running ones. A branch that is a leaf (a tool) runs on the supervisor's own pooled workers
+(spawned on demand, reused across branches, batches and instances); any other step is started
+through ``Step.start`` with the supervisor as the executor of every leaf beneath it. Each
+attempt gets its own cancel scope and deadline; a failed attempt may be retried after a
+backoff (the branch keeps its slot meanwhile). Every final result goes to the batch's
+``report`` callback (the gather actor), tagged with the branch's index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeGuard
+
+from actors.runtime.actor import Actor
+from actors.runtime.cancel import CancelReason, CancelScope
+from actors.runtime.errors import CastflowError
+from actors.runtime.futures import ActorFuture
+from actors.runtime.leaves import Leaf, LeafDispatcher, LeafJob, LeafTask, SubmitLeaf, new_job
+from actors.runtime.permits import PermitRegistry, Semaphore
+from actors.runtime.results import ErrorInfo, Status, StepResult
+from actors.runtime.steps import ForgetOnDown, Step, StepCall
+from actors.runtime.timers import TimerHandle
+from supervisors.limits import ResourceLimits, RetryPolicy
+
+__all__ = [
+    "BatchCut",
+    "BatchNotice",
+    "Branch",
+    "BranchBatch",
+    "BranchReport",
+    "BranchReports",
+    "BranchSupervisor",
+    "BranchesAdmitted",
+    "BranchesExhausted",
+    "CancelRemaining",
+    "CutBranches",
+    "MemoryLimitUnsupportedError",
+    "StartBatch",
+    "TooManyAbandonedThreadsError",
+]
+
+
+class TooManyAbandonedThreadsError(CastflowError):
+    """A branch was not admitted: too many abandoned threads are still alive in the system."""
+
+
+class MemoryLimitUnsupportedError(CastflowError):
+    """A memory limit was asked for a leaf that runs in a thread, where it cannot be enforced."""
+
+
+# -- what a batch is made of ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """One branch of a batch: which step runs, on what input, under which name.
+
+    Attributes:
+        index: the branch's position in the batch (results keep this order).
+        name: the branch's name in records and paths.
+        step: the step to run.
+        input: makes the input of each attempt: a fresh copy each time, so branches (and
+            retries) never share mutable state. If it raises, the attempt fails with that error.
+        timeout: the branch's own per-attempt deadline, if it has one; the earlier of this and
+            ``execution_timeout`` applies.
+        semaphores: semaphores every leaf of the branch holds while it runs.
+    """
+
+    index: int
+    name: str
+    step: Step[Any]
+    input: Callable[[], Any]
+    timeout: float | None = None
+    semaphores: tuple[Semaphore, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BranchReport:
+    """Fact, to the gather: branch ``index`` of batch ``key`` ended with ``result``.
+
+    Attributes:
+        key: the batch.
+        index: the branch's index.
+        result: its final result (named as the branch, ``attempts`` counted).
+        admitted: how many branches of the batch had been admitted when this was sent.
+    """
+
+    key: str
+    index: int
+    result: StepResult
+    admitted: int
+
+
+@dataclass(frozen=True, slots=True)
+class BranchesExhausted:
+    """Fact, to the gather: batch ``key`` has no more branches; it had ``total``.
+
+    Attributes:
+        key: the batch.
+        total: how many branches it had.
+        error: why the branches ran out early (the iterator raised), if they did.
+    """
+
+    key: str
+    total: int
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BranchesAdmitted:
+    """Fact, to the gather: ``admitted`` branches of batch ``key`` have started so far.
+
+    Sent when a batch starts with more branches than slots, so a cut before any branch reports
+    records the running ones as cut, not skipped; later admissions travel with the
+    ``BranchReport`` of the branch whose slot they took.
+
+    Attributes:
+        key: the batch.
+        admitted: how many branches have been admitted.
+    """
+
+    key: str
+    admitted: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCut:
+    """Fact, to the gather: batch ``key`` was cut (its scope was cancelled or timed out).
+
+    Attributes:
+        key: the batch.
+        admitted: how many branches had been admitted: the gather records those without a
+            result as cut (they started) and the others as skipped.
+        why: the reason, for the unfinished branches' records.
+    """
+
+    key: str
+    admitted: int
+    why: str
+
+
+BatchNotice = BranchReport | BranchesAdmitted | BranchesExhausted | BatchCut
+"""What a branch supervisor tells a gather about a batch."""
+
+
+@dataclass(frozen=True, slots=True)
+class BranchReports:
+    """Fact, to the gather: what happened to branches of one batch, in order."""
+
+    items: tuple[BatchNotice, ...]
+
+
+@dataclass(slots=True, eq=False)
+class BranchBatch:
+    """The branches of one instance of a parallel step, and where their results go.
+
+    Attributes:
+        key: unique id of the batch (the instance's call id).
+        call: the instance's call: its scope is the parent of every branch scope, its env,
+            path and outputs are the branches'.
+        branches: the branches, pulled lazily as slots free up.
+        limits: the step's resource limits.
+        retry: how failed attempts are retried; no retry if ``None``.
+        report: receives every ``BranchReport`` and the final ``BranchesExhausted``, several
+            at a time in a ``BranchReports``; must not block (it tells the gather actor).
+        cancellation_timeout: the grace before a stuck leaf thread is abandoned.
+    """
+
+    key: str
+    call: StepCall
+    branches: Iterator[Branch]
+    limits: ResourceLimits
+    retry: RetryPolicy | None
+    report: Callable[[BranchReports], None]
+    cancellation_timeout: float
+
+
+# -- messages -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StartBatch:
+    """Request: run the branches of ``batch``."""
+
+    batch: BranchBatch
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRemaining:
+    """Request (from the gather, once it has decided): cancel what still runs of batch ``key``.
+
+    Attributes:
+        key: the batch.
+        why: the reason, recorded in the cancelled branches' errors.
+    """
+
+    key: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class CutBranches:
+    """Request (from the coordinator): the batch's scope ended; tell the gather, cancel the rest.
+
+    Going through the supervisor, which knows exactly which branches it admitted, lets the
+    gather record each unfinished branch as cut (it started) or skipped (it never did).
+
+    Attributes:
+        key: the batch.
+        why: the reason.
+    """
+
+    key: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class _StepReplied:
+    key: str
+    index: int
+    token: int
+    result: StepResult
+
+
+@dataclass(frozen=True, slots=True)
+class _RetryDue:
+    key: str
+    index: int
+    token: int
+
+
+# -- state --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, eq=False)
+class _Attempt:
+    branch: Branch
+    number: int = 0
+    token: int = 0
+    scope: CancelScope | None = None
+    retry_timer: TimerHandle | None = None
+    first_started_at: float | None = None
+    first_started_wall: datetime | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _BatchState:
+    batch: BranchBatch
+    running: dict[int, _Attempt] = field(default_factory=dict)
+    admitted: int = 0
+    exhausted: bool = False
+    cancelled: str | None = None
+
+
+class _Executor:
+    """The leaf executor the branches of a supervisor hand to the steps nested in them."""
+
+    __slots__ = ("_handle", "_supervisor")
+
+    def __init__(self, supervisor: BranchSupervisor) -> None:
+        self._supervisor = supervisor
+        self._handle = supervisor.handle
+
+    def submit(
+        self,
+        task: LeafTask,
+        *,
+        parent: CancelScope,
+        timeout: float | None = None,
+        cancellation_timeout: float | None = None,
+        semaphores: tuple[Semaphore, ...] = (),
+        run_permits: PermitRegistry | None = None,
+    ) -> ActorFuture[StepResult]:
+        """Run ``task`` on the supervisor's workers (called from any thread)."""
+        system = self._supervisor.system
+        future: ActorFuture[StepResult] = ActorFuture()
+        job = new_job(
+            task,
+            parent=parent,
+            timeout=timeout,
+            cancellation_timeout=(
+                system.cancellation_timeout
+                if cancellation_timeout is None
+                else cancellation_timeout
+            ),
+            on_decided=future.set_result,
+            semaphores=semaphores,
+            run_permits=run_permits,
+        )
+        self._handle.tell(SubmitLeaf(job))
+        if not self._handle.is_alive() and not future.done():
+            job.decided = True
+            job.scope.close()
+            future.set_result(
+                StepResult(
+                    name=task.name,
+                    status=Status.CANCELLED,
+                    error=ErrorInfo(type="castflow.Cancelled", message="the run has ended"),
+                )
+            )
+        return future
+
+
+# -- the supervisor -----------------------------------------------------------------------
+
+
+class BranchSupervisor(Actor):
+    """Admits, times, cancels and retries the branches of one parallel node in a run.
+
+    Spawned by the node's coordinator (one per node per run, shared by every instance);
+    driven by ``StartBatch`` and ``CancelRemaining`` messages. See the module docstring.
+
+    Its pooled workers are named after it and forgotten by the system when they end.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._batches: dict[str, _BatchState] = {}
+        self._outbox: list[tuple[Callable[[BranchReports], None], list[Any]]] = []
+
+    def on_start(self) -> None:
+        """Set up the workers' dispatcher and the executor nested steps use."""
+        self._leaves = LeafDispatcher(
+            self, self.handle.name, None, worker_watchers=(ForgetOnDown(self.system),)
+        )
+        self._executor = _Executor(self)
+
+    @property
+    def executor(self) -> _Executor:
+        """The leaf executor of every step nested in this supervisor's branches."""
+        return self._executor
+
+    def on_receive(self, message: Any) -> Any:
+        """Dispatch one message of the branch protocol."""
+        match message:
+            case _StepReplied(key, index, token, result):
+                self._replied(key, index, token, result)
+            case StartBatch(batch):
+                self._start(batch)
+            case CancelRemaining(key, why):
+                self._cancel_remaining(key, why)
+            case CutBranches(key, why):
+                self._cut(key, why)
+            case _RetryDue(key, index, token):
+                self._retry_due(key, index, token)
+            case _:
+                if not self._leaves.handle(message):
+                    return super().on_receive(message)
+        # Everything this message produced for the gathers goes out together: a drain of
+        # many completed leaves costs the gather one wake-up, not one per branch.
+        self._flush()
+        return None
+
+    def on_stop(self) -> None:
+        """Cancel every branch still running (the run or the system is ending)."""
+        for state in list(self._batches.values()):
+            self._cancel_remaining(state.batch.key, "the run has ended")
+        self._leaves.stop()
+        self._flush()
+
+    # -- admission ----------------------------------------------------------------------
+
+    def _start(self, batch: BranchBatch) -> None:
+        state = _BatchState(batch)
+        self._batches[batch.key] = state
+        self._fill(state)
+        if not state.exhausted and state.admitted:
+            self._emit(state, BranchesAdmitted(batch.key, state.admitted))
+
+    def _fill(self, state: _BatchState) -> None:
+        """Admit branches while there is a free slot and the batch has more."""
+        notice = self._admit(state)
+        if notice is not None:
+            self._emit(state, notice)
+        self._forget_if_done(state)
+
+    def _admit(self, state: _BatchState) -> BranchesExhausted | None:
+        """Admit what fits; return the notice that the branches ran out, for the caller to send."""
+        batch = state.batch
+        limit = batch.limits.max_concurrent_executions
+        while (
+            not state.exhausted
+            and state.cancelled is None
+            and len(state.running) < limit
+            and not batch.call.scope.cancelled
+        ):
+            try:
+                branch = next(batch.branches)
+            except StopIteration:
+                state.exhausted = True
+                return BranchesExhausted(batch.key, state.admitted)
+            except Exception as exc:  # noqa: BLE001 - a failing item source ends the batch
+                state.exhausted = True
+                info = ErrorInfo.from_exception(exc)
+                return BranchesExhausted(batch.key, state.admitted, info)
+            state.admitted += 1
+            refusal = self._refusal(batch)
+            if refusal is not None:
+                self._report(state, branch, _refused(branch, refusal), attempts=0)
+                continue
+            attempt = _Attempt(branch)
+            state.running[branch.index] = attempt
+            self._begin_attempt(state, attempt)
+        return None
+
+    def _refusal(self, batch: BranchBatch) -> CastflowError | None:
+        cap = batch.limits.max_abandoned_threads
+        alive = self.system.abandoned_alive()
+        if alive >= cap and alive > 0:
+            return TooManyAbandonedThreadsError(
+                f"{alive} abandoned threads are still alive in system {self.system.name!r} "
+                f"(max_abandoned_threads={cap}); no new branch is admitted until they end"
+            )
+        return None
+
+    def _begin_attempt(self, state: _BatchState, attempt: _Attempt) -> None:
+        batch = state.batch
+        branch = attempt.branch
+        attempt.number += 1
+        attempt.token += 1
+        token = attempt.token
+        if attempt.first_started_at is None:
+            attempt.first_started_at = time.monotonic()
+            attempt.first_started_wall = datetime.now(UTC)
+        timeout = _earliest(branch.timeout, batch.limits.execution_timeout)
+        step = branch.step
+        try:
+            if _is_leaf(step):
+                # A leaf's job scope is the attempt's scope: no step call, no extra scope.
+                self._start_leaf(state, attempt, token, step, timeout)
+            else:
+                self._start_step(state, attempt, token, timeout)
+        except Exception as exc:  # noqa: BLE001 - a bad input is the branch's failure
+            if attempt.scope is not None:
+                attempt.scope.close()
+            self._attempt_done(state, attempt, token, _failed(branch, exc))
+
+    def _start_leaf(
+        self,
+        state: _BatchState,
+        attempt: _Attempt,
+        token: int,
+        leaf: Leaf,
+        timeout: float | None,
+    ) -> None:
+        batch = state.batch
+        branch = attempt.branch
+        task = leaf.prepare(branch.input())
+        if batch.limits.limits_memory and not getattr(task, "isolated", False):
+            msg = (
+                f"branch {branch.name!r}: tool {task.name!r} runs in a thread, where a "
+                "memory limit cannot be enforced; run it process-isolated or drop the limit"
+            )
+            raise MemoryLimitUnsupportedError(msg)
+
+        def decided(result: StepResult) -> None:
+            self._attempt_done(state, attempt, token, result)
+
+        call = batch.call
+        job: LeafJob = new_job(
+            task,
+            parent=call.scope,
+            timeout=timeout,
+            cancellation_timeout=batch.cancellation_timeout,
+            on_decided=decided,
+            semaphores=call.semaphores + branch.semaphores
+            if branch.semaphores
+            else call.semaphores,
+            run_permits=call.env.permits,
+            label=branch.name,
+        )
+        attempt.scope = job.scope
+        self._leaves.admit(job)
+
+    def _start_step(
+        self, state: _BatchState, attempt: _Attempt, token: int, timeout: float | None
+    ) -> None:
+        batch = state.batch
+        branch = attempt.branch
+        attempt.scope = batch.call.scope.child(
+            timeout=timeout, name=f"{batch.call.path}/{branch.name}"
+        )
+        handle = self.handle
+        key = batch.key
+        index = branch.index
+
+        def reply(result: StepResult) -> None:
+            handle.tell(_StepReplied(key, index, token, result))
+
+        call = dataclasses.replace(
+            batch.call.child(
+                input=branch.input(),
+                name=branch.name,
+                reply=reply,
+                scope=attempt.scope,
+                semaphores=branch.semaphores,
+            ),
+            leaves=self._executor,
+            group=key,
+        )
+        branch.step.start(call)
+
+    # -- results ------------------------------------------------------------------------
+
+    def _replied(self, key: str, index: int, token: int, result: StepResult) -> None:
+        state = self._batches.get(key)
+        if state is None:
+            return
+        attempt = state.running.get(index)
+        if attempt is None:
+            return
+        self._attempt_done(state, attempt, token, result)
+
+    def _attempt_done(
+        self, state: _BatchState, attempt: _Attempt, token: int, result: StepResult
+    ) -> None:
+        if token != attempt.token or state.running.get(attempt.branch.index) is not attempt:
+            return  # a late reply of an attempt already decided
+        if attempt.scope is not None:
+            attempt.scope.close()
+            attempt.scope = None
+        retry = state.batch.retry
+        if (
+            retry is not None
+            and state.cancelled is None
+            and not state.batch.call.scope.cancelled
+            and retry.should_retry(result, attempt.number)
+        ):
+            delay = retry.delay(attempt.number)
+            attempt.token += 1
+            message = _RetryDue(state.batch.key, attempt.branch.index, attempt.token)
+            attempt.retry_timer = self.system.timers.schedule(delay, self.handle, message)
+            return
+        del state.running[attempt.branch.index]
+        # Refill the slot before reporting, so the report's admitted count includes the branch
+        # that took it: if this result decides the batch, the gather records that branch as
+        # cut (it has started), never as skipped (which means it never ran).
+        notice = self._admit(state)
+        self._report(state, attempt.branch, result, attempts=attempt.number, attempt=attempt)
+        if notice is not None:
+            self._emit(state, notice)
+        self._forget_if_done(state)
+
+    def _retry_due(self, key: str, index: int, token: int) -> None:
+        state = self._batches.get(key)
+        if state is None:
+            return
+        attempt = state.running.get(index)
+        if attempt is None or attempt.token != token:
+            return
+        attempt.retry_timer = None
+        self._begin_attempt(state, attempt)
+
+    def _report(
+        self,
+        state: _BatchState,
+        branch: Branch,
+        result: StepResult,
+        *,
+        attempts: int,
+        attempt: _Attempt | None = None,
+    ) -> None:
+        final = result
+        if result.name != branch.name or result.attempts != attempts:
+            update: dict[str, Any] = {"name": branch.name, "attempts": attempts}
+            if attempt is not None and attempt.number > 1:
+                update["started_at"] = attempt.first_started_at
+                update["started_wall"] = attempt.first_started_wall
+            final = result.model_copy(update=update)
+        self._emit(state, BranchReport(state.batch.key, branch.index, final, state.admitted))
+
+    def _emit(self, state: _BatchState, item: BatchNotice) -> None:
+        """Queue ``item`` for the batch's gather; sent in one message per handled message."""
+        outbox = self._outbox
+        if outbox and outbox[-1][0] is state.batch.report:
+            outbox[-1][1].append(item)
+        else:
+            outbox.append((state.batch.report, [item]))
+
+    def _flush(self) -> None:
+        outbox, self._outbox = self._outbox, []
+        for report, items in outbox:
+            report(BranchReports(tuple(items)))
+
+    # -- cancellation ---------------------------------------------------------------------
+
+    def _cut(self, key: str, why: str) -> None:
+        state = self._batches.get(key)
+        if state is None:
+            return  # every branch has reported: the gather decides from those
+        self._emit(state, BatchCut(key, state.admitted, why))
+        self._cancel_remaining(key, why)
+
+    def _cancel_remaining(self, key: str, why: str) -> None:
+        state = self._batches.get(key)
+        if state is None or state.cancelled is not None:
+            return
+        state.cancelled = why
+        for attempt in list(state.running.values()):
+            if attempt.retry_timer is not None:
+                # Waiting for a retry: nothing runs, so the branch ends here.
+                attempt.retry_timer.cancel()
+                attempt.retry_timer = None
+                del state.running[attempt.branch.index]
+                cut = StepResult(
+                    name=attempt.branch.name,
+                    status=Status.CANCELLED,
+                    error=ErrorInfo(type="castflow.Cancelled", message=why),
+                )
+                self._report(state, attempt.branch, cut, attempts=attempt.number)
+            elif attempt.scope is not None:
+                attempt.scope.cancel(CancelReason.CANCELLED)
+        self._forget_if_done(state)
+
+    def _forget_if_done(self, state: _BatchState) -> None:
+        if state.running:
+            return
+        if state.exhausted or state.cancelled is not None or state.batch.call.scope.cancelled:
+            self._batches.pop(state.batch.key, None)
+
+
+_leaf_kinds: dict[type[Any], bool] = {}
+
+
+def _is_leaf(step: Step[Any]) -> TypeGuard[Leaf]:
+    """Whether ``step`` runs as a leaf (cached per type: protocol checks are slow)."""
+    kind = type(step)
+    found = _leaf_kinds.get(kind)
+    if found is None:
+        found = _leaf_kinds[kind] = isinstance(step, Leaf)
+    return found
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+def _failed(branch: Branch, exc: BaseException) -> StepResult:
+    return StepResult(name=branch.name, status=Status.ERROR, error=ErrorInfo.from_exception(exc))
+
+
+def _refused(branch: Branch, exc: BaseException) -> StepResult:
+    return StepResult(
+        name=branch.name,
+        status=Status.ERROR,
+        error=ErrorInfo.from_exception(exc, with_traceback=False),
+    )

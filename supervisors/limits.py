@@ -1,0 +1,115 @@
+"""``ResourceLimits`` and ``RetryPolicy``: what a parallel step's branch supervisor enforces.
+
+Both are validated pydantic models, so a bad limit fails where it is written, naming the field.
+Time is in seconds (float) and memory in bytes everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from actors.runtime.results import Status, StepResult
+from supervisors.backoff import Backoff
+
+__all__ = ["ResourceLimits", "RetryPolicy"]
+
+
+class ResourceLimits(BaseModel):
+    """Limits of one parallel step: concurrency, deadlines, cancellation grace, memory.
+
+    Args:
+        max_concurrent_executions: the most branches of one run of the step in flight at once
+            (a branch that is a nested workflow holds its slot while it runs; slots are never
+            shared between nesting levels, so nesting cannot deadlock).
+        execution_timeout: seconds each attempt of a branch may take before it is cut with
+            status ``timeout``.
+        cancellation_timeout: grace, after a branch is cancelled or timed out, before a thread
+            that ignores the cancellation is abandoned and its worker replaced; the system's
+            default if ``None``.
+        max_memory_per_branch: bytes each branch may use. Enforceable only for process-isolated
+            tools; with thread tools the step's definition is refused.
+        max_total_memory: bytes all running branches of one run of the step may use together
+            (the same restriction applies).
+        max_abandoned_threads: the most abandoned threads still alive in the system before the
+            step stops admitting branches (each then fails with ``TooManyAbandonedThreadsError``).
+            Abandoned threads keep running their tool; this keeps a run of hanging tools from
+            growing the process without bound.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_concurrent_executions: int = Field(default=10, ge=1)
+    execution_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    cancellation_timeout: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    max_memory_per_branch: int | None = Field(default=None, gt=0)
+    max_total_memory: int | None = Field(default=None, gt=0)
+    max_abandoned_threads: int = Field(default=100, ge=0)
+
+    @property
+    def limits_memory(self) -> bool:
+        """Whether a memory limit was asked for."""
+        return self.max_memory_per_branch is not None or self.max_total_memory is not None
+
+
+RetryOn = tuple[type[BaseException], ...] | Callable[[StepResult], bool]
+"""Which failed attempts are retried: exception types, or a predicate on the attempt's result."""
+
+
+class RetryPolicy(BaseModel):
+    """How a failed branch is tried again. Retries never count toward a supervisor's intensity.
+
+    Args:
+        max_attempts: tries in all, the first included (1: no retry).
+        backoff: the delay before each retry (``Backoff.delay(n)`` before retry ``n + 1``);
+            no delay if ``None``.
+        retry_on: exception types whose failures are retried (a timed-out attempt counts as
+            ``TimeoutError``), or a predicate on the failed attempt's ``StepResult``.
+            Cancelled attempts are never retried.
+
+    Example:
+        >>> RetryPolicy(max_attempts=3, backoff=Backoff(min=0.1, max=1.0)).max_attempts
+        3
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    max_attempts: int = Field(default=3, ge=1)
+    backoff: Backoff | None = None
+    retry_on: Any = Field(default=(Exception,))
+
+    @field_validator("retry_on")
+    @classmethod
+    def _check_retry_on(cls, value: Any) -> RetryOn:
+        if isinstance(value, type) and issubclass(value, BaseException):
+            return (value,)
+        if isinstance(value, tuple | list) and all(
+            isinstance(item, type) and issubclass(item, BaseException) for item in value
+        ):
+            return tuple(value)
+        if callable(value):
+            return value  # type: ignore[no-any-return]
+        msg = f"retry_on must be exception types or a predicate on StepResult, got {value!r}"
+        raise ValueError(msg)
+
+    def should_retry(self, result: StepResult, attempt: int) -> bool:
+        """Whether the failed ``attempt`` (1 for the first) with ``result`` is tried again."""
+        if attempt >= self.max_attempts or result.status in (Status.OK, Status.CANCELLED):
+            return False
+        if result.status not in (Status.ERROR, Status.TIMEOUT):
+            return False
+        retry_on = self.retry_on
+        if not isinstance(retry_on, tuple):
+            return bool(retry_on(result))
+        if result.status is Status.TIMEOUT:
+            return any(issubclass(TimeoutError, kind) for kind in retry_on)
+        error = result.error.exception if result.error is not None else None
+        return error is not None and isinstance(error, retry_on)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before trying again after failed ``attempt`` (1 for the first)."""
+        if self.backoff is None:
+            return 0.0
+        return self.backoff.delay(attempt - 1)
