@@ -37,7 +37,6 @@ from actors.runtime.results import ErrorInfo, Status, StepResult
 from supervisors.branch import (
     BatchCut,
     BatchNotice,
-    BranchesAdmitted,
     BranchesExhausted,
     BranchReport,
     BranchReports,
@@ -415,7 +414,7 @@ class GatherActor(Actor):
             case BranchReports(items):
                 for item in items:
                     self._take(item)
-            case BranchReport() | BranchesAdmitted() | BranchesExhausted() | BatchCut():
+            case BranchReport() | BranchesExhausted() | BatchCut():
                 self._take(message)
             case ExpectBatch(key):
                 self._batches[key] = _Batch(message, time.monotonic(), datetime.now(UTC))
@@ -427,9 +426,6 @@ class GatherActor(Actor):
         batch = self._batches.get(item.key)
         if batch is None:
             return  # decided already: a late result
-        if isinstance(item, BranchesAdmitted):
-            batch.admitted = max(batch.admitted, item.admitted)
-            return
         if isinstance(item, BatchCut):
             batch.admitted = max(batch.admitted, item.admitted)
             status, error = _cut_status(batch.expect.scope, item.why)

@@ -42,7 +42,6 @@ __all__ = [
     "BranchReport",
     "BranchReports",
     "BranchSupervisor",
-    "BranchesAdmitted",
     "BranchesExhausted",
     "CancelRemaining",
     "CutBranches",
@@ -119,23 +118,6 @@ class BranchesExhausted:
 
 
 @dataclass(frozen=True, slots=True)
-class BranchesAdmitted:
-    """Fact, to the gather: ``admitted`` branches of batch ``key`` have started so far.
-
-    Sent when a batch starts with more branches than slots, so a cut before any branch reports
-    records the running ones as cut, not skipped; later admissions travel with the
-    ``BranchReport`` of the branch whose slot they took.
-
-    Attributes:
-        key: the batch.
-        admitted: how many branches have been admitted.
-    """
-
-    key: str
-    admitted: int
-
-
-@dataclass(frozen=True, slots=True)
 class BatchCut:
     """Fact, to the gather: batch ``key`` was cut (its scope was cancelled or timed out).
 
@@ -151,7 +133,7 @@ class BatchCut:
     why: str
 
 
-BatchNotice = BranchReport | BranchesAdmitted | BranchesExhausted | BatchCut
+BatchNotice = BranchReport | BranchesExhausted | BatchCut
 """What a branch supervisor tells a gather about a batch."""
 
 
@@ -376,8 +358,6 @@ class BranchSupervisor(Actor):
         state = _BatchState(batch)
         self._batches[batch.key] = state
         self._fill(state)
-        if not state.exhausted and state.admitted:
-            self._emit(state, BranchesAdmitted(batch.key, state.admitted))
 
     def _fill(self, state: _BatchState) -> None:
         """Admit branches while there is a free slot and the batch has more."""
