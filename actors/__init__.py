@@ -18,8 +18,21 @@ import logging
 
 from actors import runtime
 from actors.gather import Aggregation, BranchFailedError, ErrorMode, GatherActor
+from actors.isolated import (
+    IsolatedCallFinished,
+    IsolatedTask,
+    IsolatedToolError,
+    IsolatedWorkerExited,
+    IsolationUnsupportedError,
+    MemoryLimitExceeded,
+    WorkerDiedError,
+    WorkerProtocolError,
+    worker_pool,
+)
 from actors.runtime import *  # noqa: F403 - the runtime's public names are castflow's
 from actors.runtime import codec
+from actors.runtime.system import KilledProcess
+from actors.spec import SpecError, dump_spec, load_spec, spec_schema
 from actors.sync import (
     Barrier,
     BarrierTimeoutError,
@@ -44,6 +57,7 @@ from actors.tools import (
 from actors.workflows import (
     Break,
     ConditionalWorkflow,
+    FailedItem,
     FanOutWorkflow,
     ForkJoinWorkflow,
     InputMap,
@@ -58,7 +72,10 @@ from actors.workflows import (
     ScatterGatherWorkflow,
     SequentialWorkflow,
     SplitterOutputError,
+    Stage,
     StepSpec,
+    StreamingWorkflow,
+    WindowedWorkflow,
     Workflow,
     WorkflowDefinitionError,
     WorkflowError,
@@ -129,4 +146,22 @@ __all__ = [  # noqa: PLE0604 - extended from the runtime's list
     "SplitterOutputError",
     "SyncError",
     "SyncPoint",
+    "FailedItem",
+    "Stage",
+    "StreamingWorkflow",
+    "WindowedWorkflow",
+    "IsolatedCallFinished",
+    "IsolatedTask",
+    "IsolatedToolError",
+    "IsolatedWorkerExited",
+    "IsolationUnsupportedError",
+    "KilledProcess",
+    "MemoryLimitExceeded",
+    "WorkerDiedError",
+    "WorkerProtocolError",
+    "worker_pool",
+    "SpecError",
+    "dump_spec",
+    "load_spec",
+    "spec_schema",
 ]

@@ -642,12 +642,14 @@ class Tool(Generic[P, R]):
         context_param: the name of the parameter that receives the :class:`ToolContext`, if any.
         validate_output: whether :meth:`check_output` validates: it was asked for and an output
             type other than ``None`` or ``Any`` is declared.
+        isolated: whether calls run in a worker process (see ``actors.isolated``).
     """
 
     __slots__ = (
         "_call_plan",
         "_context_required",
         "_has_required",
+        "_import_path",
         "_output_adapter",
         "_param_names",
         "_schema",
@@ -658,6 +660,7 @@ class Tool(Generic[P, R]):
         "fn",
         "input_model",
         "is_async",
+        "isolated",
         "name",
         "output_type",
         "validate_output",
@@ -671,6 +674,8 @@ class Tool(Generic[P, R]):
     output_type: Any
     context_param: str | None
     validate_output: bool
+    isolated: bool
+    _import_path: str | None
     _output_adapter: TypeAdapter[Any] | None
     _call_plan: tuple[tuple[str, str | None, bool], ...]
     _context_required: bool
@@ -689,6 +694,7 @@ class Tool(Generic[P, R]):
         output: Any = None,
         validate_output: bool = True,
         namespace: Mapping[str, Any] | None = None,
+        isolated: bool = False,
     ) -> None:
         """Define a tool from a callable.
 
@@ -702,9 +708,12 @@ class Tool(Generic[P, R]):
             validate_output: whether :meth:`check_output` validates against the output type.
             namespace: extra names for resolving string annotations, e.g. classes local to the
                 function that defines the tool (``@tool`` passes its caller's locals).
+            isolated: run each call in a worker process; ``fn`` must then be a function a
+                worker can import (defined with ``def`` at the top level of a module).
 
         Raises:
-            ToolDefinitionError: the object cannot be a tool; the message says why.
+            ToolDefinitionError: the object cannot be a tool, or cannot be isolated; the
+                message says why.
         """
         if isinstance(fn, Tool | ToolBase):
             raise ToolDefinitionError(
@@ -751,6 +760,7 @@ class Tool(Generic[P, R]):
         single = plan.param_names[0] if len(plan.param_names) == 1 else None
         if single is None and len(required) == 1:
             single = required[0]
+        import_path = _isolation_path(fn, tool_name) if isolated else None
 
         setattr_ = object.__setattr__
         setattr_(self, "name", tool_name)
@@ -779,6 +789,8 @@ class Tool(Generic[P, R]):
             single is not None and _takes_mapping(hints.get(single, Any)),
         )
         setattr_(self, "_schema", None)
+        setattr_(self, "isolated", import_path is not None)
+        setattr_(self, "_import_path", import_path)
 
     # -- immutability ---------------------------------------------------------------------
 
@@ -909,6 +921,10 @@ class Tool(Generic[P, R]):
         Raises:
             ToolInputError: the input does not fit the signature; nothing has run.
         """
+        if self._import_path is not None:
+            from actors.isolated import IsolatedTask  # noqa: PLC0415 - a cycle
+
+            return IsolatedTask(self, self.validate_input(input), self._import_path)
         return ToolTask(self, self.validate_input(input))
 
     # -- as a step --------------------------------------------------------------------------
@@ -1005,7 +1021,15 @@ class Tool(Generic[P, R]):
         return schema
 
     def __repr__(self) -> str:
-        return f"Tool(name={self.name!r}, async={self.is_async})"
+        isolated = ", isolated=True" if self.isolated else ""
+        return f"Tool(name={self.name!r}, async={self.is_async}{isolated})"
+
+
+def _isolation_path(fn: object, tool_name: str) -> str:
+    """The import path a worker process finds ``fn`` by (``actors.isolated`` checks it)."""
+    from actors.isolated import import_path_of  # noqa: PLC0415 - a cycle
+
+    return import_path_of(fn, tool_name)
 
 
 def _camel_case(name: str) -> str:
@@ -1139,6 +1163,7 @@ def tool(
     description: str | None = None,
     output: Any = None,
     validate_output: bool = True,
+    isolated: bool = False,
 ) -> Tool[P, R]: ...
 
 
@@ -1151,6 +1176,7 @@ def tool(
     description: str | None = None,
     output: Any = None,
     validate_output: bool = True,
+    isolated: bool = False,
 ) -> Callable[[Callable[P, R]], Tool[P, R]]: ...
 
 
@@ -1162,6 +1188,7 @@ def tool(
     description: str | None = None,
     output: Any = None,
     validate_output: bool = True,
+    isolated: bool = False,
 ) -> Tool[P, R] | Callable[[Callable[P, R]], Tool[P, R]]:
     """Make a tool of a function or callable object: ``@tool``, ``@tool()`` or ``@tool(...)``.
 
@@ -1174,6 +1201,8 @@ def tool(
         description: defaults to the first paragraph of the docstring.
         output: the output type or model; defaults to the return annotation.
         validate_output: whether the result is validated against the output type.
+        isolated: run each call in a worker process (hard cancellation, memory budgets, CPU
+            parallelism); the function must be defined at the top level of a module.
 
     Returns:
         The Tool, or a decorator that makes one.
@@ -1191,6 +1220,7 @@ def tool(
             output=output,
             validate_output=validate_output,
             namespace=namespace,
+            isolated=isolated,
         )
 
     if fn is None:

@@ -34,6 +34,7 @@ from actors.runtime.actor import Actor
 from actors.runtime.cancel import CancelReason, CancelScope
 from actors.runtime.errors import CastflowError
 from actors.runtime.results import ErrorInfo, Status, StepResult
+from actors.runtime.steps import RunEnv
 from supervisors.branch import (
     BatchCut,
     BatchNotice,
@@ -383,6 +384,9 @@ class ExpectBatch:
         scope: the batch's scope (a cancelled scope decides the status of a cut).
         decided: receives the outcome once, the moment the policy decides; must not block.
         cancel_rest: asks the branch supervisor to cancel what still runs; must not block.
+        env: the run's environment: while someone streams the run (``env.partials``), each
+            branch result is pushed there as it arrives.
+        path: the step's path in the run, under which its branches' results are streamed.
     """
 
     key: str
@@ -390,6 +394,8 @@ class ExpectBatch:
     scope: CancelScope
     decided: Callable[[GatherOutcome], None]
     cancel_rest: Callable[[str], None]
+    env: RunEnv | None = None
+    path: str = ""
 
 
 @dataclass(slots=True, eq=False)
@@ -433,6 +439,10 @@ class GatherActor(Actor):
             return
         if isinstance(item, BranchReport):
             batch.admitted = max(batch.admitted, item.admitted)
+            env = batch.expect.env
+            if env is not None and env.partials is not None:
+                # Before the policy sees it: a deciding branch streams before the result.
+                env.partials.push(batch.expect.path, item.result)
             self._apply(batch, batch.expect.policy.add(item.index, item.result))
             return
         batch.total = item.total

@@ -247,13 +247,17 @@ class _BatchState:
 
 
 class _Executor:
-    """The leaf executor the branches of a supervisor hand to the steps nested in them."""
+    """The leaf executor the branches of a supervisor hand to the steps nested in them.
 
-    __slots__ = ("_handle", "_supervisor")
+    ``memory_limit`` is the branch budget given to the isolated leaves nested in a branch.
+    """
 
-    def __init__(self, supervisor: BranchSupervisor) -> None:
+    __slots__ = ("_handle", "_memory_limit", "_supervisor")
+
+    def __init__(self, supervisor: BranchSupervisor, memory_limit: int | None = None) -> None:
         self._supervisor = supervisor
         self._handle = supervisor.handle
+        self._memory_limit = memory_limit
 
     def submit(
         self,
@@ -280,6 +284,7 @@ class _Executor:
             on_decided=future.set_result,
             semaphores=semaphores,
             run_permits=run_permits,
+            memory_limit=self._memory_limit if getattr(task, "isolated", False) else None,
         )
         self._handle.tell(SubmitLeaf(job))
         if not self._handle.is_alive() and not future.done():
@@ -369,7 +374,7 @@ class BranchSupervisor(Actor):
     def _admit(self, state: _BatchState) -> BranchesExhausted | None:
         """Admit what fits; return the notice that the branches ran out, for the caller to send."""
         batch = state.batch
-        limit = batch.limits.max_concurrent_executions
+        limit = _admission_limit(batch.limits)
         while (
             not state.exhausted
             and state.cancelled is None
@@ -460,6 +465,7 @@ class BranchSupervisor(Actor):
             else call.semaphores,
             run_permits=call.env.permits,
             label=branch.name,
+            memory_limit=batch.limits.branch_memory if getattr(task, "isolated", False) else None,
         )
         attempt.scope = job.scope
         self._leaves.admit(job)
@@ -475,6 +481,7 @@ class BranchSupervisor(Actor):
         handle = self.handle
         key = batch.key
         index = branch.index
+        budget = batch.limits.branch_memory
 
         def reply(result: StepResult) -> None:
             handle.tell(_StepReplied(key, index, token, result))
@@ -487,7 +494,7 @@ class BranchSupervisor(Actor):
                 scope=attempt.scope,
                 semaphores=branch.semaphores,
             ),
-            leaves=self._executor,
+            leaves=self._executor if budget is None else _Executor(self, budget),
             group=key,
         )
         branch.step.start(call)
@@ -608,6 +615,12 @@ class BranchSupervisor(Actor):
         if state.running:
             return
         if state.exhausted or state.cancelled is not None or state.batch.call.scope.cancelled:
+            if not state.exhausted:
+                # Branches were never admitted, so no report will end the batch: tell the gather
+                # it is over. A cut that arrives after this (or arrived before the batch started)
+                # finds no batch here and would otherwise be lost; a decided gather ignores it.
+                why = state.cancelled or "the step was cancelled before it finished"
+                self._emit(state, BatchCut(state.batch.key, state.admitted, why))
             self._batches.pop(state.batch.key, None)
 
 
@@ -621,6 +634,20 @@ def _is_leaf(step: Step[Any]) -> TypeGuard[Leaf]:
     if found is None:
         found = _leaf_kinds[kind] = isinstance(step, Leaf)
     return found
+
+
+def _admission_limit(limits: ResourceLimits) -> int:
+    """The most branches of a batch in flight at once: its slots, and its memory.
+
+    Every branch of a batch with memory limits runs isolated leaves (thread tools are refused)
+    and is charged the same budget, so "admitted while the sum of the budgets fits in
+    ``max_total_memory``" is "at most ``total // budget`` at once".
+    """
+    limit = limits.max_concurrent_executions
+    budget, total = limits.branch_memory, limits.max_total_memory
+    if budget is not None and total is not None:
+        limit = min(limit, total // budget)
+    return limit
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:

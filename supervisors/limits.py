@@ -9,12 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from actors.runtime.results import Status, StepResult
 from supervisors.backoff import Backoff
 
 __all__ = ["ResourceLimits", "RetryPolicy"]
+
+_TIMEOUT = "castflow.Timeout"
+"""The error type of a record cut by a deadline."""
 
 
 class ResourceLimits(BaseModel):
@@ -32,7 +35,9 @@ class ResourceLimits(BaseModel):
         max_memory_per_branch: bytes each branch may use. Enforceable only for process-isolated
             tools; with thread tools the step's definition is refused.
         max_total_memory: bytes all running branches of one run of the step may use together
-            (the same restriction applies).
+            (the same restriction applies): branches are admitted only while the sum of their
+            budgets fits. Each branch's budget is ``max_memory_per_branch``, or this total when
+            that is unset; a budget larger than the total is refused here.
         max_abandoned_threads: the most abandoned threads still alive in the system before the
             step stops admitting branches (each then fails with ``TooManyAbandonedThreadsError``).
             Abandoned threads keep running their tool; this keeps a run of hanging tools from
@@ -47,6 +52,24 @@ class ResourceLimits(BaseModel):
     max_memory_per_branch: int | None = Field(default=None, gt=0)
     max_total_memory: int | None = Field(default=None, gt=0)
     max_abandoned_threads: int = Field(default=100, ge=0)
+
+    @model_validator(mode="after")
+    def _check_memory(self) -> ResourceLimits:
+        per_branch, total = self.max_memory_per_branch, self.max_total_memory
+        if per_branch is not None and total is not None and per_branch > total:
+            msg = (
+                f"max_memory_per_branch ({per_branch} bytes) is larger than max_total_memory "
+                f"({total} bytes): no branch could ever be admitted"
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def branch_memory(self) -> int | None:
+        """The memory budget of each branch in bytes, or ``None`` when memory is not limited."""
+        if self.max_memory_per_branch is not None:
+            return self.max_memory_per_branch
+        return self.max_total_memory
 
     @property
     def limits_memory(self) -> bool:
@@ -103,9 +126,12 @@ class RetryPolicy(BaseModel):
         retry_on = self.retry_on
         if not isinstance(retry_on, tuple):
             return bool(retry_on(result))
-        if result.status is Status.TIMEOUT:
-            return any(issubclass(TimeoutError, kind) for kind in retry_on)
         error = result.error.exception if result.error is not None else None
+        # A nested workflow cut by a deadline inside it fails with a timeout record and no
+        # exception object: that attempt timed out too.
+        timed_out = error is None and result.error is not None and result.error.type == _TIMEOUT
+        if result.status is Status.TIMEOUT or timed_out:
+            return any(issubclass(TimeoutError, kind) for kind in retry_on)
         return error is not None and isinstance(error, retry_on)
 
     def delay(self, attempt: int) -> float:

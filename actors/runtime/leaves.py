@@ -68,6 +68,10 @@ class LeafEnv:
         step: the step's name.
         resources: shared clients and pools (``ActorSystem(resources=...)``).
         system: the system running the leaf (its event bus takes progress events).
+        cancellation_timeout: the job's grace after cancellation before its executor gives
+            up on the work (a process-isolated task kills its worker then).
+        memory_limit: bytes the work may use, for tasks that can enforce it (process-isolated
+            ones); ``None`` for no limit.
     """
 
     scope: CancelScope
@@ -75,6 +79,8 @@ class LeafEnv:
     step: str
     resources: Mapping[str, Any]
     system: ActorSystem
+    cancellation_timeout: float | None = None
+    memory_limit: int | None = None
 
     def report_progress(self, fraction: float | None, message: str | None) -> None:
         """Publish a ``StepProgress`` event for this call on the system's event bus."""
@@ -171,6 +177,7 @@ class LeafJob:
     semaphores: tuple[Semaphore, ...] = ()
     run_permits: PermitRegistry | None = None
     label: str | None = None
+    memory_limit: int | None = None
     permits: PermitRequest | None = None
     worker: LeafWorker | None = None
     started_at: float | None = None
@@ -200,10 +207,12 @@ def new_job(
     semaphores: tuple[Semaphore, ...] = (),
     run_permits: PermitRegistry | None = None,
     label: str | None = None,
+    memory_limit: int | None = None,
 ) -> LeafJob:
     """A job for ``task`` whose scope is a child of ``parent`` (with its own ``timeout``).
 
-    ``label`` names the job's result (the task's name by default).
+    ``label`` names the job's result (the task's name by default); ``memory_limit`` (bytes)
+    reaches the task through its ``LeafEnv``.
 
     Raises:
         ValueError: ``timeout`` is negative.
@@ -221,6 +230,7 @@ def new_job(
         semaphores=semaphores,
         run_permits=run_permits,
         label=label,
+        memory_limit=memory_limit,
     )
 
 
@@ -263,6 +273,18 @@ class _AbandonOrphan:
         """Abandon the worker unless it has ended (its tool returned within the grace)."""
         if not self.worker.terminated.done():
             self.worker.system.abandon(self.worker, self.grace)
+
+
+def _env(job: LeafJob, system: ActorSystem) -> LeafEnv:
+    return LeafEnv(
+        job.scope,
+        job.call_id,
+        job.task.name,
+        system.resources,
+        system,
+        cancellation_timeout=job.cancellation_timeout,
+        memory_limit=job.memory_limit,
+    )
 
 
 # -- status helpers -----------------------------------------------------------------------
@@ -397,7 +419,7 @@ class LeafWorker(Actor):
                 job.release_permits()
 
     def _run(self, job: LeafJob) -> _Done:
-        env = LeafEnv(job.scope, job.call_id, job.task.name, self.system.resources, self.system)
+        env = _env(job, self.system)
         job.started_at = time.monotonic()
         job.started_wall = datetime.now(UTC)
 
@@ -591,7 +613,7 @@ class LeafDispatcher:
         job.started_at = time.monotonic()
         job.started_wall = datetime.now(UTC)
         system = self._owner.system
-        env = LeafEnv(job.scope, job.call_id, job.task.name, system.resources, system)
+        env = _env(job, system)
         try:
             coro: Coroutine[Any, Any, Any] = job.context.run(job.task.execute, env)
         except BaseException as exc:  # noqa: BLE001

@@ -17,14 +17,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Callable, Generator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from actors.runtime.cancel import CancelReason, CancelScope
-from actors.runtime.errors import CastflowError
-from actors.runtime.futures import ActorFuture
+from actors.runtime.errors import BlockingCallError, CastflowError
+from actors.runtime.futures import ActorFuture, in_castflow_thread
+from actors.runtime.partials import PartialSink, PartialStream
 from actors.runtime.permits import PermitRegistry, Semaphore
 from actors.runtime.reasons import Down
 from actors.runtime.results import ErrorInfo, Status, StepResult
@@ -65,15 +67,33 @@ class RunEnv:
     a run adds one thread per definition node, never one per item or iteration. ``close``
     (called once the run is decided) asks every coordinator to stop, without waiting.
 
+    ``partials`` is ``None`` until someone streams the run (``Run.stream()``); then it is the
+    run's ``PartialSink``, to which steps push the results of their branches as they are
+    decided. Steps test it for ``None`` before building anything for it.
+
     Args:
         system: the system running the run.
         run_id: the run's unique id.
         input: the run's input, as given.
+        stream: give the run its ``PartialSink`` now, replaying to the first stream what was
+            decided before it.
     """
 
-    __slots__ = ("_actors", "_closed", "_lock", "_shared", "input", "permits", "run_id", "system")
+    __slots__ = (
+        "_actors",
+        "_closed",
+        "_lock",
+        "_shared",
+        "input",
+        "partials",
+        "permits",
+        "run_id",
+        "system",
+    )
 
-    def __init__(self, system: ActorSystem, run_id: str, input: object) -> None:
+    def __init__(
+        self, system: ActorSystem, run_id: str, input: object, *, stream: bool = False
+    ) -> None:
         self.system = system
         self.run_id = run_id
         self.input = input
@@ -82,6 +102,7 @@ class RunEnv:
         self._actors: dict[int, tuple[object, ActorHandle[Any]]] = {}
         self._shared: dict[str, dict[int, tuple[object, Any]]] = {}
         self._closed = False
+        self.partials: PartialSink | None = PartialSink(replay=True) if stream else None
 
     @property
     def closed(self) -> bool:
@@ -297,20 +318,30 @@ class Run(Generic[R]):
 
     ``result(timeout)`` only stops waiting; ``cancel()`` cancels the run's scope, which reaches
     every nested step (a sync leaf sees its scope cancelled, an async leaf's task is
-    cancelled). ``await run`` waits without blocking the event loop.
+    cancelled). ``await run`` waits without blocking the event loop. ``run.stream()`` and
+    ``async for result in run`` yield partial results as they are decided, then the final one.
 
     Handles are created by ``ActorSystem.start``; do not construct them yourself.
     """
 
-    __slots__ = ("_future", "_lock", "_presented", "run_id", "scope", "step")
+    __slots__ = ("_env", "_future", "_lock", "_presented", "run_id", "scope", "step")
 
     def __init__(
-        self, step: Step[R], run_id: str, scope: CancelScope, future: ActorFuture[StepResult]
+        self,
+        step: Step[R],
+        run_id: str,
+        scope: CancelScope,
+        future: ActorFuture[StepResult],
+        env: RunEnv | None = None,
     ) -> None:
         self.step = step
         self.run_id = run_id
         self.scope = scope
         self._future = future
+        self._env = env
+        sink = None if env is None else env.partials
+        if sink is not None:
+            future.add_done_callback(lambda done: sink.close(done.result()))
         self._lock = threading.Lock()
         self._presented: list[R] = []
 
@@ -386,6 +417,70 @@ class Run(Generic[R]):
 
     def __await__(self) -> Generator[Any, None, R]:
         return self.wait_async().__await__()
+
+    def stream(self, timeout: float | None = None) -> Iterator[StepResult]:
+        """Iterate over the run's partial results as they are decided, then its final result.
+
+        Yields the ``StepResult`` of every branch of a parallel step (at any depth) and of
+        every item of a streaming step, in the order they are decided, from the moment of
+        this call (from the start of the run for the first stream of a run started with
+        ``system.start(..., stream=True)``); each is named by its path from the run's root
+        (``"outer/inner/fetch"``). The last item is the run's final ``StepResult`` (named as
+        the top step, the only name without a ``/``); then the iteration ends. Called once
+        the run is decided, it yields only the final result. Runs nobody streams pay nothing.
+
+        Args:
+            timeout: the most seconds to wait, from this call, for the run to be decided.
+                Waiting stops with ``TimeoutError``; the run goes on.
+
+        Raises:
+            BlockingCallError: called on a castflow thread before the run was decided.
+            TimeoutError: while iterating, the run was not decided within ``timeout``.
+        """
+        if not self._future.done() and in_castflow_thread():
+            msg = "Run.stream() would block a castflow thread; stream runs from outside"
+            raise BlockingCallError(msg)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return self._iterate(self._subscribe(), deadline)
+
+    def _iterate(self, stream: PartialStream, deadline: float | None) -> Iterator[StepResult]:
+        try:
+            while (item := stream.get(deadline)) is not None:
+                yield item
+        finally:
+            self._unsubscribe(stream)
+
+    def __aiter__(self) -> AsyncIterator[StepResult]:
+        """``async for result in run``: ``stream()`` for async callers (never blocks the loop)."""
+        return self._aiterate(self._subscribe())
+
+    async def _aiterate(self, stream: PartialStream) -> AsyncIterator[StepResult]:
+        try:
+            while (item := await stream.get_async()) is not None:
+                yield item
+        finally:
+            self._unsubscribe(stream)
+
+    def _subscribe(self) -> PartialStream:
+        env = self._env
+        with self._lock:
+            sink = None if env is None else env.partials
+            created = sink is None
+            if sink is None:
+                sink = PartialSink()
+                if env is not None:
+                    env.partials = sink
+        stream = sink.subscribe()
+        if created:
+            self._future.add_done_callback(lambda done: sink.close(done.result()))
+        return stream
+
+    def _unsubscribe(self, stream: PartialStream) -> None:
+        sink = None if self._env is None else self._env.partials
+        if sink is not None:
+            sink.unsubscribe(stream)
+        else:
+            stream.close()
 
     def __repr__(self) -> str:
         status = self.status

@@ -6,14 +6,15 @@ import asyncio
 import concurrent.futures
 import itertools
 import logging
+import os
 import threading
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from actors.runtime.cancel import CancelReason, CancelScope
 from actors.runtime.clock import MONOTONIC, Clock
@@ -38,12 +39,13 @@ if TYPE_CHECKING:
     from actors.runtime.leaves import Leaf, LeafPool
     from actors.runtime.results import StepResult
 
-__all__ = ["AbandonedThread", "ActorSystem", "ShutdownReport"]
+__all__ = ["AbandonedThread", "ActorSystem", "KilledProcess", "ShutdownReport", "SystemService"]
 
 logger = logging.getLogger("castflow.system")
 
 A = TypeVar("A", bound="Actor")
 T = TypeVar("T")
+S = TypeVar("S", bound="SystemService")
 
 DEFAULT_START_TIMEOUT = 5.0
 DEFAULT_CANCELLATION_TIMEOUT = 1.0
@@ -71,6 +73,24 @@ class AbandonedThread(BaseModel):
     alive: bool
 
 
+class KilledProcess(BaseModel):
+    """A worker process the system had to kill at shutdown (it was busy or did not exit).
+
+    Attributes:
+        pid: the process id.
+        owner: the pool that ran it.
+        signal: the last signal sent (``"SIGTERM"`` or ``"SIGKILL"``).
+        alive: whether it was still running (not reaped) when the report was made.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    pid: int
+    owner: str
+    signal: str
+    alive: bool = False
+
+
 class ShutdownReport(BaseModel):
     """What ``ActorSystem.shutdown`` did.
 
@@ -79,6 +99,7 @@ class ShutdownReport(BaseModel):
         stopped: how many actors stopped within the deadline.
         abandoned: threads given up during the system's life (including at shutdown).
         duration: seconds the shutdown took.
+        killed: worker processes that had to be killed at shutdown.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -87,11 +108,20 @@ class ShutdownReport(BaseModel):
     stopped: int
     abandoned: list[AbandonedThread]
     duration: float
+    killed: list[KilledProcess] = Field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        """Whether no thread was left running."""
-        return not any(t.alive for t in self.abandoned)
+        """Whether no thread and no process was left running."""
+        return not any(t.alive for t in self.abandoned) and not any(p.alive for p in self.killed)
+
+
+class SystemService(Protocol):
+    """Something a system owns and closes at shutdown (the pool of isolated workers, say)."""
+
+    def close(self, deadline: float) -> list[KilledProcess]:
+        """Stop by ``deadline`` (``time.monotonic()``); return the processes it had to kill."""
+        ...
 
 
 _live_systems: weakref.WeakSet[ActorSystem] = weakref.WeakSet()
@@ -145,7 +175,10 @@ class ActorSystem:
         max_leaf_workers: the most threads that run sync tools for ``call``.
         start_timeout: default seconds ``spawn`` waits for ``on_start``.
         cancellation_timeout: default grace, after a leaf is cancelled, before its thread
-            is abandoned and replaced.
+            is abandoned and replaced (or its worker process killed).
+        max_isolated_workers: the size of the pool of worker processes that run
+            process-isolated tools (started on the first isolated call); ``min(4, cpus)`` if
+            ``None``.
     """
 
     def __init__(
@@ -157,7 +190,11 @@ class ActorSystem:
         max_leaf_workers: int = 32,
         start_timeout: float | None = DEFAULT_START_TIMEOUT,
         cancellation_timeout: float = DEFAULT_CANCELLATION_TIMEOUT,
+        max_isolated_workers: int | None = None,
     ) -> None:
+        if max_isolated_workers is not None and max_isolated_workers < 1:
+            msg = f"max_isolated_workers must be at least 1, got {max_isolated_workers}"
+            raise ValueError(msg)
         if max_leaf_workers < 1:
             msg = f"max_leaf_workers must be at least 1, got {max_leaf_workers}"
             raise ValueError(msg)
@@ -170,6 +207,9 @@ class ActorSystem:
         self.start_timeout = start_timeout
         self.cancellation_timeout = cancellation_timeout
         self.max_leaf_workers = max_leaf_workers
+        self.max_isolated_workers = (
+            min(4, os.cpu_count() or 1) if max_isolated_workers is None else max_isolated_workers
+        )
         self.events = EventBus(name)
         self.permits = PermitRegistry("system")
         self.timers = TimerService(
@@ -188,6 +228,7 @@ class ActorSystem:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._leaf_pool: LeafPool | None = None
+        self._services: dict[str, SystemService] = {}
         self._run_ids = itertools.count(1)
         _live_systems.add(self)
         _register_atexit()
@@ -536,6 +577,33 @@ class ActorSystem:
                 self._leaf_pool = LeafPool(self, max_workers=self.max_leaf_workers, name="call")
             return self._leaf_pool
 
+    def service(self, key: str, factory: Callable[[], S]) -> S:
+        """The service registered under ``key``, made by ``factory()`` on first use.
+
+        Services (the pool of isolated worker processes, say) live as long as the system and
+        are closed at shutdown, after the actors and before the asyncio loop.
+
+        Raises:
+            SystemShutDownError: the system has been shut down.
+        """
+        with self._lock:
+            self._check_open()
+            found = self._services.get(key)
+            if found is None:
+                found = self._services[key] = factory()
+            return cast(S, found)
+
+    def _close_services(self, deadline: float) -> list[KilledProcess]:
+        with self._lock:
+            services = list(self._services.values())
+        killed: list[KilledProcess] = []
+        for service in services:
+            try:
+                killed.extend(service.close(deadline))
+            except Exception:
+                logger.exception("%s: closing a service failed", self.name)
+        return killed
+
     def call(
         self,
         leaf: Leaf,
@@ -590,7 +658,14 @@ class ActorSystem:
 
     # -- runs ------------------------------------------------------------------------------
 
-    def start(self, step: Step[T], input: object = None, *, timeout: float | None = None) -> Run[T]:
+    def start(
+        self,
+        step: Step[T],
+        input: object = None,
+        *,
+        timeout: float | None = None,
+        stream: bool = False,
+    ) -> Run[T]:
         """Start a run of ``step`` (a workflow or a tool) and return its handle at once.
 
         Args:
@@ -598,6 +673,8 @@ class ActorSystem:
             input: the run's input.
             timeout: seconds until the run's deadline; when it passes the run is cancelled
                 and ends with status ``timeout``. Nested deadlines are never later.
+            stream: keep partial results from the start, so that the first ``run.stream()``
+                misses none (they are kept until then).
 
         Returns:
             The run's handle: ``result(timeout)``, ``cancel()``, ``status``, ``await``.
@@ -609,7 +686,7 @@ class ActorSystem:
         self._check_open()
         run_id = f"run-{next(self._run_ids)}"
         scope = self.scope.child(timeout=timeout, name=run_id)
-        env = RunEnv(self, run_id, input)
+        env = RunEnv(self, run_id, input, stream=stream)
         future: ActorFuture[StepResult] = ActorFuture()
         decided = threading.Lock()
 
@@ -638,7 +715,7 @@ class ActorSystem:
             raise
         if not future.done():
             remove_shutdown_hook = scope.add_callback(on_shutdown)
-        return Run(step, run_id, scope, future)
+        return Run(step, run_id, scope, future, env)
 
     def run(self, step: Step[T], input: object = None, *, timeout: float | None = None) -> T:
         """Run ``step`` to its end and return its result. Blocking.
@@ -690,9 +767,11 @@ class ActorSystem:
         Root supervisors (``supervise``) are stopped first, newest first, each waited for, so
         their trees stop in order. Then every actor's scope is cancelled (reason
         ``shutdown``) and every actor is asked to stop; those still running at the deadline
-        are abandoned. Then the leaf pools, the asyncio loop (tasks cancelled, async
-        generators closed) and the timer thread stop. Messages kept for actors that were
-        restarting become dead letters. Idempotent: a second call returns the first report.
+        are abandoned. Then the leaf pools, the services (worker processes of isolated tools
+        are stopped and reaped; those that had to be killed are reported), the asyncio loop
+        (tasks cancelled, async generators closed) and the timer thread stop. Messages kept
+        for actors that were restarting become dead letters. Idempotent: a second call returns
+        the first report.
 
         Returns:
             What was stopped and which threads were abandoned.
@@ -722,6 +801,7 @@ class ActorSystem:
                 stopped += 1
             else:
                 self.abandon(actor, time.monotonic() - started)
+        killed = self._close_services(deadline)
         self._stop_loop(deadline)
         self.timers.stop(max(0.0, deadline - time.monotonic()))
         for handle in list(self._handles.values()):
@@ -739,6 +819,7 @@ class ActorSystem:
                 for thread, owner, waited in self._abandoned
             ],
             duration=time.monotonic() - started,
+            killed=killed,
         )
         with self._lock:
             self._shutdown_report = report

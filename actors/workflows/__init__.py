@@ -19,10 +19,13 @@ from actors.workflows.parallel import ParallelBuilder, ParallelWorkflow
 from actors.workflows.result import WorkflowResult, WorkflowStepResult
 from actors.workflows.scatter_gather import ScatterGatherWorkflow
 from actors.workflows.sequential import SequentialWorkflow
+from actors.workflows.streaming import FailedItem, Stage, StreamingWorkflow
+from actors.workflows.windowed import WindowedWorkflow
 
 __all__ = [
     "Break",
     "ConditionalWorkflow",
+    "FailedItem",
     "FanOutWorkflow",
     "ForkJoinWorkflow",
     "InputMap",
@@ -37,7 +40,10 @@ __all__ = [
     "ScatterGatherWorkflow",
     "SequentialWorkflow",
     "SplitterOutputError",
+    "Stage",
     "StepSpec",
+    "StreamingWorkflow",
+    "WindowedWorkflow",
     "Workflow",
     "WorkflowDefinitionError",
     "WorkflowError",

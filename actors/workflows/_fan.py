@@ -277,7 +277,11 @@ class FanCoordinator(Coordinator[F]):
         def cancel_rest(why: str) -> None:
             supervisor.tell(CancelRemaining(key, why))
 
-        gather.tell(ExpectBatch(key, policy, instance.scope, decided, cancel_rest))
+        gather.tell(
+            ExpectBatch(
+                key, policy, instance.scope, decided, cancel_rest, env=env, path=instance.call.path
+            )
+        )
         node = self.node
         limits = node.limits
         grace = limits.cancellation_timeout

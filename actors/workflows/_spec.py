@@ -118,6 +118,10 @@ def to_spec(
     ):
         return obj
     target = to_step(obj, where)
+    if isinstance(obj, StepSpec):
+        # Renaming a spec (a fork-join branch, ``step(spec, ...)``) keeps what it did not set.
+        input = obj.input if input is None else input
+        timeout = obj.timeout if timeout is None else timeout
     if name is None:
         name = obj.name if isinstance(obj, StepSpec) else target.name
     check_name(name, where)

@@ -71,7 +71,7 @@ class FanOutWorkflow(FanWorkflow):
     Raises:
         WorkflowDefinitionError: a part is invalid; the message names it.
 
-    Example:
+    Examples:
         >>> flow = FanOutWorkflow(sorted, len, sum, name="lengths")
         >>> [spec.name for spec in flow.children()]
         ['sorted', 'len', 'sum']

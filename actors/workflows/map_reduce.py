@@ -239,7 +239,7 @@ class ReducePolicy:
             error = ReducerError(f"{self._where}: the reducer raised on item {index}: {exc!r}")
             error.__cause__ = exc
             info = ErrorInfo.from_exception(error)
-            return Verdict(Status.ERROR, error=info, counts=dict(self._counts))
+            return Verdict(Status.ERROR, error=info, counts=self._counts)
         return None
 
     def exhausted(self, total: int, error: ErrorInfo | None) -> Verdict | None:
@@ -252,7 +252,7 @@ class ReducePolicy:
                 traceback=error.traceback,
                 exception=error.exception,
             )
-            return Verdict(Status.ERROR, error=info, counts=dict(self._counts))
+            return Verdict(Status.ERROR, error=info, counts=self._counts)
         self._total = total
         return self._maybe_done()
 
@@ -262,7 +262,7 @@ class ReducePolicy:
         failed = self._done - self._ok
         if failed and not (self._partial and (self._ok or self._total == 0)):
             return self._failure()
-        return Verdict(Status.OK, self._value(), counts=dict(self._counts))
+        return Verdict(Status.OK, self._value(), counts=self._counts)
 
     def _value(self) -> Any:
         if self._collect is None:
@@ -283,15 +283,20 @@ class ReducePolicy:
             verdict.status,
             error=verdict.error,
             failed_step=verdict.failed_step,
-            counts=dict(self._counts),
+            counts=self._counts,
         )
 
     def cut(self, status: Status, error: ErrorInfo) -> Verdict:
         """The run's scope ended it: keep the counts so far."""
-        return Verdict(status, error=error, counts=dict(self._counts))
+        return Verdict(status, error=error, counts=self._counts)
 
     def records(self, admitted: int, why: str, unfinished: Status) -> list[StepResult]:
         """The first failures only (counts are in the verdict)."""
+        # Items admitted and cut before their result count as ``unfinished`` in the verdict's
+        # counts (the same dict: the batch is decided, nothing else is added to it).
+        missing = admitted - self._done
+        if missing > 0:
+            self._counts[unfinished.value] = self._counts.get(unfinished.value, 0) + missing
         return list(self._failures)
 
 
