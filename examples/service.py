@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import itertools
 import json
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -123,17 +125,19 @@ class Service:
         with self._idle:
             return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
 
-    def shout(self, text: str) -> tuple[HTTPStatus, dict[str, Any]]:
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Count a request in flight until its answer has been written."""
         with self._idle:
             self._in_flight += 1
         try:
-            return self._shout(text)
+            yield
         finally:
             with self._idle:
                 self._in_flight -= 1
                 self._idle.notify_all()
 
-    def _shout(self, text: str) -> tuple[HTTPStatus, dict[str, Any]]:
+    def shout(self, text: str) -> tuple[HTTPStatus, dict[str, Any]]:
         request_id = f"request-{next(self._ids)}"
         started = time.monotonic()
         reply: concurrent.futures.Future[WorkflowResult] = concurrent.futures.Future()
@@ -180,7 +184,9 @@ class Handler(BaseHTTPRequestHandler):
         elif not texts:
             self._send(HTTPStatus.BAD_REQUEST, {"error": "missing ?text="})
         else:
-            self._send(*self.server.service.shout(texts[0]))
+            service = self.server.service
+            with service.answering():  # until the answer is written, not just computed
+                self._send(*service.shout(texts[0]))
 
     def _send(self, status: HTTPStatus, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
