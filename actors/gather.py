@@ -14,7 +14,9 @@ Strategies (:class:`Aggregation`):
   values in input order; it fails only if none succeeded.
 - ``quorum(k)``: succeeds once ``k`` branches have succeeded (the value is their values in
   input order); fails as soon as fewer than ``k`` can still succeed.
-- ``custom(fn)``: ``fn(list[StepResult])`` computes the value once every branch has a result.
+- ``custom(fn)``: ``fn(list[StepResult])`` computes the value once every branch has a result
+  (under ``FAIL_FAST`` the rest is cancelled at the first failure; the cut branches' records
+  say ``cancelled`` or ``skipped``).
 
 :class:`ErrorMode` says when failure is decided: ``FAIL_FAST`` as soon as the strategy can no
 longer succeed (then the rest is cancelled), ``FAIL_SLOW`` only once every branch has finished,
@@ -162,6 +164,13 @@ class GatherPolicy(Protocol):
         """Decide now: the batch's scope was cancelled or its deadline passed."""
         ...
 
+    def settle(self, admitted: int, why: str) -> Verdict:
+        """Decide now: the rest was cancelled at this policy's request (``CANCEL_REST``).
+
+        Every admitted branch has reported; those never admitted have no result.
+        """
+        ...
+
     def records(self, admitted: int, why: str, unfinished: Status) -> list[StepResult]:
         """The records of the batch's branches at decision time, in input order.
 
@@ -275,6 +284,14 @@ class StrategyPolicy:
     def cut(self, status: Status, error: ErrorInfo) -> Verdict:
         """The batch's scope ended it: its status is the scope's."""
         return Verdict(status, error=error)
+
+    def settle(self, admitted: int, why: str) -> Verdict:
+        """``custom`` under ``FAIL_FAST``: ``fn`` sees every branch, the cut ones included."""
+        for index, name in enumerate(self._names):
+            if self._results[index] is None:
+                status = Status.CANCELLED if index < admitted else Status.SKIPPED
+                self._results[index] = _unfinished(name, status, why)
+        return self._custom()
 
     def records(self, admitted: int, why: str, unfinished: Status) -> list[StepResult]:
         """Every branch's record in input order; unfinished ones marked with ``why``."""
@@ -405,6 +422,7 @@ class _Batch:
     started_wall: datetime
     admitted: int = 0
     total: int | None = None
+    rest_cancelled: bool = False
 
 
 class GatherActor(Actor):
@@ -434,6 +452,10 @@ class GatherActor(Actor):
             return  # decided already: a late result
         if isinstance(item, BatchCut):
             batch.admitted = max(batch.admitted, item.admitted)
+            if batch.rest_cancelled and not batch.expect.scope.cancelled:
+                # The end of the cancellation the policy asked for, not a cut from above.
+                self._decide(batch, batch.expect.policy.settle(batch.admitted, item.why), item.why)
+                return
             status, error = _cut_status(batch.expect.scope, item.why)
             self._decide(batch, batch.expect.policy.cut(status, error), item.why)
             return
@@ -453,6 +475,7 @@ class GatherActor(Actor):
         if verdict is None:
             return
         if verdict is CANCEL_REST:
+            batch.rest_cancelled = True
             batch.expect.cancel_rest("a sibling branch failed (fail_fast)")
             return
         assert isinstance(verdict, Verdict)

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any, TypeGuard
 
 from actors.runtime.actor import Actor
@@ -356,6 +357,15 @@ class BranchSupervisor(Actor):
             self._cancel_remaining(state.batch.key, "the run has ended")
         self._leaves.stop()
         self._flush()
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Cut every branch and stop the workers, as a stop does: nothing is left running."""
+        self.on_stop()
 
     # -- admission ----------------------------------------------------------------------
 

@@ -89,8 +89,9 @@ class RetryPolicy(BaseModel):
         backoff: the delay before each retry (``Backoff.delay(n)`` before retry ``n + 1``);
             no delay if ``None``.
         retry_on: exception types whose failures are retried (a timed-out attempt counts as
-            ``TimeoutError``), or a predicate on the failed attempt's ``StepResult``.
-            Cancelled attempts are never retried.
+            ``TimeoutError``; a failure recorded without its exception object matches by its
+            recorded type name, and always matches ``Exception``), or a predicate on the
+            failed attempt's ``StepResult``. Cancelled attempts are never retried.
 
     Example:
         >>> RetryPolicy(max_attempts=3, backoff=Backoff(min=0.1, max=1.0)).max_attempts
@@ -132,7 +133,16 @@ class RetryPolicy(BaseModel):
         timed_out = error is None and result.error is not None and result.error.type == _TIMEOUT
         if result.status is Status.TIMEOUT or timed_out:
             return any(issubclass(TimeoutError, kind) for kind in retry_on)
-        return error is not None and isinstance(error, retry_on)
+        if error is not None:
+            return isinstance(error, retry_on)
+        # A failure recorded without its exception object (a worker process's, or a step's own
+        # record): matched by the recorded type name, and by the catch-all types.
+        recorded = result.error.type if result.error is not None else None
+        return any(
+            kind in (Exception, BaseException)
+            or f"{kind.__module__}.{kind.__qualname__}" == recorded
+            for kind in retry_on
+        )
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before trying again after failed ``attempt`` (1 for the first)."""

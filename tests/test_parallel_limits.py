@@ -18,6 +18,7 @@ from actors import (
     ActorSystem,
     Aggregation,
     Backoff,
+    ErrorInfo,
     ErrorMode,
     Event,
     ParallelWorkflow,
@@ -386,6 +387,21 @@ def test_a_branch_failing_every_attempt_reports_its_last_error(system: ActorSyst
     assert record.error is not None
     assert record.error.exception is last
     assert flaky.calls == 3
+
+
+def test_retry_on_matches_a_failure_recorded_without_its_exception_by_its_type_name() -> None:
+    # A worker process's failure, or a step's own record, carries no exception object.
+    def record(type_name: str) -> StepResult:
+        error = ErrorInfo(type=type_name, message="failed")
+        return StepResult(name="s", status=Status.ERROR, error=error)
+
+    named = RetryPolicy(max_attempts=2, retry_on=(ConnectionError,))
+    assert named.should_retry(record("builtins.ConnectionError"), 1)
+    assert not named.should_retry(record("builtins.ValueError"), 1)
+    assert not named.should_retry(record("builtins.ConnectionError"), 2)
+    assert RetryPolicy(max_attempts=2).should_retry(record("castflow.CoordinatorCrashed"), 1)
+    cut = StepResult(name="s", status=Status.CANCELLED, error=ErrorInfo(type="x", message="m"))
+    assert not RetryPolicy(max_attempts=2).should_retry(cut, 1)
 
 
 def test_retry_on_retries_only_the_named_errors(system: ActorSystem) -> None:

@@ -412,7 +412,8 @@ class LeafWorker(Actor):
                         continue
                     job.worker = self
                     return job
-                queue.parked.append(self)
+                if not self.abandoned:  # an abandoned worker is never woken again
+                    queue.parked.append(self)
                 return None
         finally:
             for job in skipped:
@@ -680,6 +681,10 @@ class LeafDispatcher:
             )
 
     def _abandon_if_stuck(self, job: LeafJob, worker: LeafWorker) -> None:
+        # Take in what workers finished first: a job that ended right at its grace may have
+        # been handed in (its worker parked or running another job) and not drained yet.
+        for done in self._queue.take_done():
+            self._finished(done)
         if job.finished or worker not in self._workers:
             return
         self._workers.discard(worker)
@@ -687,6 +692,8 @@ class LeafDispatcher:
         self._owner.system.abandon(worker, job.cancellation_timeout)
         queue = self._queue
         with queue.lock:
+            if worker in queue.parked:
+                queue.parked.remove(worker)
             replace = bool(queue.ready) and not queue.parked
         if replace:
             # The freed capacity lets a queued job start on a fresh worker.

@@ -220,6 +220,9 @@ class ActorSystem:
         self._names = itertools.count(1)
         self._handles: dict[str, ActorHandle[Any]] = {}
         self._live: dict[int, Actor] = {}
+        # Threads of actors that ended and are still unwinding (publishing their Down):
+        # shutdown joins them too, so none outlives it.
+        self._ending: list[threading.Thread] = []
         self._roots: list[ActorHandle[Any]] = []
         self._abandoned: list[tuple[threading.Thread | None, str, float]] = []
         self._dead_letters = 0
@@ -479,6 +482,10 @@ class ActorSystem:
     def _actor_ended(self, actor: Actor, reason: ExitReason) -> None:
         with self._lock:
             self._live.pop(id(actor), None)
+            thread = actor.thread
+            if thread is threading.current_thread():
+                self._ending = [t for t in self._ending if t.is_alive()]
+                self._ending.append(thread)
         actor.handle._notify_down(actor, reason)
         if self.events.has_subscribers:
             event_type = ActorStopped if reason.is_normal else ActorFailed
@@ -789,6 +796,7 @@ class ActorSystem:
         self._stop_roots(roots, deadline)
         with self._lock:
             actors = list(self._live.values())
+            ending = list(self._ending)
         self.scope.cancel(CancelReason.SHUTDOWN)
         for actor in reversed(actors):
             actor._request_stop("system shutdown")
@@ -801,6 +809,8 @@ class ActorSystem:
                 stopped += 1
             else:
                 self.abandon(actor, time.monotonic() - started)
+        for thread in ending:
+            thread.join(max(0.0, deadline - time.monotonic()))
         killed = self._close_services(deadline)
         self._stop_loop(deadline)
         self.timers.stop(max(0.0, deadline - time.monotonic()))

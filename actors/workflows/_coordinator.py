@@ -19,14 +19,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import MappingProxyType
+from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, Generic, NoReturn, TypeVar
 
 from actors.runtime.actor import Actor
 from actors.runtime.cancel import CancelReason, CancelScope
 from actors.runtime.events import StepFinished, StepStarted
 from actors.runtime.results import ErrorInfo, Status, StepResult
-from actors.runtime.steps import StepCall, cancelled_result
+from actors.runtime.steps import RunFinishedError, StepCall, cancelled_result
 from actors.workflows._spec import StepSpec, check_name, check_timeout
 from actors.workflows.context import RunContext
 from actors.workflows.errors import Break, break_of
@@ -208,7 +208,7 @@ class Coordinator(Actor, Generic[W]):
                     if instance.child_scope is not None:
                         instance.child_scope.close()
                         instance.child_scope = None
-                    self.on_child(instance, record)
+                    self.guarded(instance, self.on_child, record)
             case StartInstance(call):
                 self._start(call)
             case CancelInstance(instance_id):
@@ -245,9 +245,24 @@ class Coordinator(Actor, Generic[W]):
         )
         if scope.cancelled:
             return  # the CancelInstance is on its way
+        self.guarded(instance, self.begin)
+
+    def guarded(self, instance: Instance, hook: Callable[..., None], *args: Any) -> None:
+        """Run ``hook(instance, *args)``; if it raises, decide ``instance``, not the actor.
+
+        A kind's hook fails on a bug in a user's predicate or mapping, or when the run was
+        decided while the instance was starting more work (``RunFinishedError``: it is then
+        cut). Either way the instance is decided and the coordinator serves the others.
+        """
         try:
-            self.begin(instance)
-        except Exception as exc:  # noqa: BLE001 - a bug in a user's predicate or mapping
+            hook(instance, *args)
+        except RunFinishedError:
+            if instance.id in self._instances:
+                cut = cancelled_result(
+                    self.node.name, instance.scope, "the run ended before it finished"
+                )
+                self.finish(instance, cut.status, None, cut.error)
+        except Exception as exc:  # noqa: BLE001 - the instance's failure
             if instance.id in self._instances:
                 self.finish(instance, Status.ERROR, None, _info(exc))
 
@@ -269,6 +284,23 @@ class Coordinator(Actor, Generic[W]):
         for instance in list(self._instances.values()):
             instance.scope.cancel(CancelReason.SHUTDOWN)
             self._cancel(instance)
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Decide every instance as failed: the coordinator crashed, none of them can go on."""
+        where = f"{self.node.kind} {self.node.name!r}"
+        info = ErrorInfo(
+            type="castflow.CoordinatorCrashed",
+            message=f"the coordinator of {where} crashed: {exception_value!r}",
+        )
+        for instance in list(self._instances.values()):
+            instance.scope.cancel(CancelReason.CANCELLED)
+            if instance.id in self._instances:
+                self.finish(instance, Status.ERROR, None, info)
 
     # -- for the kinds ----------------------------------------------------------------------
 

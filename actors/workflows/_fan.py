@@ -305,7 +305,7 @@ class FanCoordinator(Coordinator[F]):
             if instance is not None:
                 self._batches.pop(instance.id, None)
                 instance.records.extend(message.outcome.records)
-                self.conclude(instance, message.outcome)
+                self.guarded(instance, self.conclude, message.outcome)
             return None
         return super().on_receive(message)
 

@@ -22,6 +22,7 @@ import dataclasses
 import queue
 from collections import deque
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, cast
 
 from actors.runtime.cancel import CancelScope
@@ -232,6 +233,16 @@ class StreamCoordinator(Coordinator[StreamWorkflow]):
     def on_stop(self) -> None:
         """Decide every instance as cancelled, then stop the workers (the run has ended)."""
         super().on_stop()
+        self._leaves.stop()
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Decide every instance as failed, then stop the workers (nothing is left running)."""
+        super().on_failure(exception_type, exception_value, traceback)
         self._leaves.stop()
 
     # -- hooks for the kinds --------------------------------------------------------------

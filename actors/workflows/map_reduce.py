@@ -290,6 +290,10 @@ class ReducePolicy:
         """The run's scope ended it: keep the counts so far."""
         return Verdict(status, error=error, counts=self._counts)
 
+    def settle(self, admitted: int, why: str) -> Verdict:
+        """Never asked for (this policy never returns ``CANCEL_REST``): a plain cut."""
+        return self.cut(Status.CANCELLED, ErrorInfo(type="castflow.Cancelled", message=why))
+
     def records(self, admitted: int, why: str, unfinished: Status) -> list[StepResult]:
         """The first failures only (counts are in the verdict)."""
         # Items admitted and cut before their result count as ``unfinished`` in the verdict's

@@ -1,0 +1,1 @@
+"""Property-based tests: random workflow trees under injected faults, checked against a model."""
