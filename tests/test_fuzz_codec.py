@@ -10,7 +10,6 @@ input (checked with ``tracemalloc`` on the hostile lengths).
 from __future__ import annotations
 
 import contextlib
-import os
 import struct
 import tracemalloc
 from datetime import UTC, datetime, timedelta
@@ -20,19 +19,14 @@ from uuid import UUID
 
 import msgpack
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from actors.runtime.codec import MAX_DEPTH, FrameDecoder, decode, encode, pack_frame
 from actors.runtime.errors import CodecError
+from tests.sizes import sized
 
-SOAK = os.environ.get("CASTFLOW_SOAK") == "1"
-FUZZ = settings(
-    max_examples=2000 if SOAK else 300,
-    deadline=None,
-    derandomize=not SOAK,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = sized(300, 2000)
 
 _packb: Any = msgpack.packb
 _ext: Any = getattr(msgpack, "ExtType")  # noqa: B009 - msgpack ships no type hints

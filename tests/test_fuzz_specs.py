@@ -7,23 +7,17 @@ workflow or raise ``SpecError``, never another exception.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from actors.spec import KINDS, SpecError, load_spec
+from tests.sizes import sized
 
-SOAK = os.environ.get("CASTFLOW_SOAK") == "1"
-FUZZ = settings(
-    max_examples=2000 if SOAK else 200,
-    deadline=None,
-    derandomize=not SOAK,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = sized(200, 2000)
 
 PATHS = ["builtins:len", "builtins:str", "json:dumps", "builtins:nope", "no_such_module:x", ""]
 KEYS = [

@@ -11,25 +11,19 @@ names the tool, never another exception; a validated input always binds to the f
 from __future__ import annotations
 
 import dataclasses
-import os
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from actors import ActorSystem, Status, Tool, ToolContext, ToolInputError, tool
+from tests.sizes import sized
 
-SOAK = os.environ.get("CASTFLOW_SOAK") == "1"
-FUZZ = settings(
-    max_examples=2000 if SOAK else 200,
-    deadline=None,
-    derandomize=not SOAK,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = sized(200, 2000)
 
 
 class Query(BaseModel):

@@ -54,6 +54,7 @@ from tests.property.trees import (
     Par,
     Rally,
     Seq,
+    children_of,
     cost,
 )
 
@@ -257,23 +258,11 @@ def limits_of(root: Node) -> dict[str, int]:
             found[node.name] = node.max_concurrency
         if isinstance(node, Rally):
             found[node.name] = len(node.first)
-        for child in _kids(node):
+        for child in children_of(node):
             visit(child)
 
     visit(root)
     return found
-
-
-def _kids(node: Node) -> tuple[Node, ...]:
-    if isinstance(node, Seq | Par):
-        return node.children
-    if isinstance(node, Cond):
-        return (node.other, node.chosen)
-    if isinstance(node, Loop):
-        return (node.body,)
-    if isinstance(node, Fan):
-        return (node.worker,)
-    return ()
 
 
 def build(root: Node, inst: Instruments, semaphores: dict[str, Semaphore]) -> Any:

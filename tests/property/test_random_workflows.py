@@ -13,11 +13,10 @@ with a random seed each time.
 
 from __future__ import annotations
 
-import os
 import threading
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors import ActorSystem, Semaphore, StepFinished, StepStarted
@@ -25,22 +24,11 @@ from actors.runtime.events import Event
 from tests.parallel_kit import wait_until
 from tests.property.harness import Instruments, check_records, limits_of, run_tree
 from tests.property.trees import SEMAPHORES, Node, trees
-
-SOAK = os.environ.get("CASTFLOW_SOAK") == "1"
+from tests.sizes import SOAK, sized
 
 
 def _settings(examples: int) -> settings:
-    return settings(
-        max_examples=examples * 20 if SOAK else examples,
-        deadline=None,
-        derandomize=not SOAK,
-        print_blob=True,
-        suppress_health_check=[
-            HealthCheck.too_slow,
-            HealthCheck.filter_too_much,
-            HealthCheck.data_too_large,
-        ],
-    )
+    return sized(examples, examples * 20)
 
 
 class StepEvents:
