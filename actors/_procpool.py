@@ -3,10 +3,12 @@
 One ``WorkerPool`` per system (``actors.isolated.worker_pool``). It lives on the system's
 asyncio loop: every method except the read-only properties and :meth:`WorkerPool.close` runs
 on the loop thread, so its state needs no lock. Workers are ``python -m actors._worker``
-subprocesses in their own sessions; their pipes are non-blocking and watched by the loop's
-selector (no thread per worker), and exits are noticed with ``waitid`` polls. Workers start
-when the first call needs one and are all started then; a worker that is killed or dies after
-it came up is replaced at once.
+subprocesses in their own sessions. Calls go down a worker's standard input and cancels down
+a control pipe of their own (so the worker's main thread reads its calls itself, and a cancel
+never waits behind them); answers come up its standard output. The pipes are non-blocking,
+the answers are watched by the loop's selector (no thread per worker), and exits are noticed
+with ``waitid`` polls. Workers start when the first call needs one and are all started then;
+a worker that is killed or dies after it came up is replaced at once.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from actors._worker import CONTROL_FD_ENV
 from actors.isolated import (
     IsolatedCallFinished,
     IsolatedToolError,
@@ -189,6 +192,7 @@ class _Worker:
     popen: subprocess.Popen[bytes]
     stdin: int
     stdout: int
+    control: int
     decoder: FrameDecoder
     pending: bytearray = field(default_factory=bytearray)
     call: _Call | None = None
@@ -254,9 +258,6 @@ class WorkerPool:
         self._idle: deque[_Worker] = deque()
         self._waiters: deque[asyncio.Future[_Worker]] = deque()
         self._closed = False
-        self._pids: tuple[int, ...] = ()
-        self._busy: tuple[int, ...] = ()
-        self._ending_pids: tuple[int, ...] = ()
 
     # -- read-only views (any thread) ----------------------------------------------------
 
@@ -270,25 +271,23 @@ class WorkerPool:
         """How many workers run at once."""
         return self._size
 
+    # Each view copies its list first: the copy is atomic, so another thread never sees the
+    # list change under it, and the calls pay nothing for views nobody reads.
+
     @property
     def pids(self) -> tuple[int, ...]:
         """Process ids of the workers running now (busy or idle, not being stopped)."""
-        return self._pids
+        return tuple(w.pid for w in tuple(self._live))
 
     @property
     def busy(self) -> tuple[int, ...]:
         """Process ids of the workers running a call now."""
-        return self._busy
+        return tuple(w.pid for w in tuple(self._live) if w.call is not None)
 
     @property
     def stopping(self) -> tuple[int, ...]:
         """Process ids of workers being stopped and not reaped yet."""
-        return self._ending_pids
-
-    def _update(self) -> None:
-        self._pids = tuple(w.pid for w in self._live)
-        self._busy = tuple(w.pid for w in self._live if w.call is not None)
-        self._ending_pids = tuple(w.pid for w in self._ending)
+        return tuple(w.pid for w in tuple(self._ending))
 
     # -- calls ---------------------------------------------------------------------------
 
@@ -344,22 +343,27 @@ class WorkerPool:
         call = _Call(
             next(self._numbers), tool, call_id, budget, self._loop.create_future(), on_progress
         )
+        # Reading the worker's memory costs it /proc reads: only for a budget, or for
+        # somebody listening to the IsolatedCallFinished events that report it.
+        measure = budget is not None or self._listened()
         try:
             frame = pack_frame(
-                ["call", call.number, path, tool, raw, budget, remaining()],
+                ["call", call.number, path, tool, raw, budget, remaining(), measure],
                 max_size=self._max_frame_size,
             )
         except BaseException:
             self._release(worker)
             raise
         worker.call = call
-        self._update()
         self._send(worker, frame)
         try:
             return await call.future
         except asyncio.CancelledError:
             self._cancel(worker, call, grace)
             raise
+
+    def _listened(self) -> bool:
+        return self._events is not None and self._events.has_subscribers
 
     def _check_open(self) -> None:
         if self._closed:
@@ -388,20 +392,29 @@ class WorkerPool:
             self._spawn()
 
     def _spawn(self) -> None:
-        popen = subprocess.Popen(  # noqa: S603 - our own worker module, no shell
-            self._command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            start_new_session=True,
-            close_fds=True,
-            env=self._env,
-        )
+        control_in, control = os.pipe()
+        try:
+            popen = subprocess.Popen(  # noqa: S603 - our own worker module, no shell
+                self._command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=(control_in,),
+                env={**self._env, CONTROL_FD_ENV: str(control_in)},
+            )
+        except BaseException:
+            os.close(control)
+            raise
+        finally:
+            os.close(control_in)
         assert popen.stdin is not None
         assert popen.stdout is not None
         stdin, stdout = popen.stdin.fileno(), popen.stdout.fileno()
-        os.set_blocking(stdin, False)
-        os.set_blocking(stdout, False)
-        worker = _Worker(popen, stdin, stdout, FrameDecoder(max_size=self._max_frame_size))
+        for fd in (stdin, stdout, control):
+            os.set_blocking(fd, False)
+        decoder = FrameDecoder(max_size=self._max_frame_size)
+        worker = _Worker(popen, stdin, stdout, control, decoder)
         self._live.append(worker)
         self._loop.add_reader(stdout, self._readable, worker)
         self._release(worker)
@@ -414,16 +427,17 @@ class WorkerPool:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(worker)
-                self._update()
                 return
         self._idle.append(worker)
-        self._update()
 
     def _cancel(self, worker: _Worker, call: _Call, grace: float) -> None:
         """The caller gave up on ``call``: ask the worker to stop it, kill it after ``grace``."""
         if worker.call is not call or worker.ending is not None:
             return
-        self._send(worker, pack_frame(["cancel", call.number]))
+        # A frame this small is written whole or not at all; a cancel the full pipe refuses
+        # is still enforced by the kill after the grace.
+        with contextlib.suppress(OSError):
+            os.write(worker.control, pack_frame(["cancel", call.number]))
         call.kill = self._loop.call_later(grace, self._stop, worker, "cancelled", None)
 
     # -- pipes ---------------------------------------------------------------------------
@@ -630,8 +644,8 @@ class WorkerPool:
             worker.pending.clear()
         stdin = worker.popen.stdin
         if stdin is not None:
-            stdin.close()  # an idle worker exits at the end of its input, a busy one at once
-        self._update()
+            stdin.close()
+        _close_control(worker)  # the end of its control pipe ends the worker at once
 
     def _signal(self, worker: _Worker, sig: signal.Signals) -> None:
         if worker.reaped:
@@ -679,7 +693,6 @@ class WorkerPool:
                     waiter = self._waiters.popleft()
                     if not waiter.done():
                         waiter.set_exception(exc)
-        self._update()
         events = self._events
         if events is not None and events.has_subscribers:
             events.publish(
@@ -768,6 +781,7 @@ class WorkerPool:
         self._closed = True
         killed = []
         for worker in [*self._live, *self._ending]:
+            _close_control(worker)
             if worker.reaped or worker.popen.poll() is not None:
                 continue
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -779,6 +793,13 @@ class WorkerPool:
                 KilledProcess(pid=worker.pid, owner=self._name, signal="SIGKILL", alive=alive)
             )
         return killed
+
+
+def _close_control(worker: _Worker) -> None:
+    """Close the parent's end of ``worker``'s control pipe (once)."""
+    if worker.control >= 0:
+        os.close(worker.control)
+        worker.control = -1
 
 
 def _is_size(value: object) -> bool:

@@ -1,23 +1,34 @@
 """The worker process of process-isolated tools: ``python -m actors._worker``.
 
-It talks to the pool that started it in msgpack frames (``actors.runtime.codec``) over its
-standard input and the standard output it was started with; what tools print goes to its
-standard error, and they read an empty standard input. Frames are lists, the operation first:
+It talks to the pool that started it in msgpack frames (``actors.runtime.codec``) over two
+pipes in, its standard input (calls) and a control pipe (cancels), and the standard output it
+was started with; what tools print goes to its standard error, and they read an empty
+standard input. Frames are lists, the operation first:
 
-    parent to worker:   ["call", id, path, tool, input, budget, remaining]   ["cancel", id]
+    parent to worker, input:     ["call", id, path, tool, input, budget, remaining, measure]
+    parent to worker, control:   ["cancel", id]
     worker to parent:   ["ready", pid]   ["started", id, baseline_rss]
                         ["progress", id, fraction, message]
                         ["result", id, value, baseline_rss, peak_rss]
                         ["error", id, error, baseline_rss, peak_rss, memory_exceeded]
 
 ``input`` and ``value`` are themselves encoded values (bytes), so a value that cannot be
-encoded is reported with its own path. ``started`` is sent only for a call with a memory
-budget (the parent then watches the worker's RSS against it). One call runs at a time, in the
-main thread; a reader thread takes the cancel frames meanwhile: it cancels the call's
-``ToolContext`` scope and, for an async tool, its task. Before a call with a memory
-``budget`` the soft ``RLIMIT_DATA`` is set to the worker's current data size plus the budget
-(not ``RLIMIT_AS``, which counts every thread's stack), and restored after. The end of the
-input ends the worker, at once if a call is running (its parent is gone).
+encoded is reported with its own path. Calls run one at a time, in the order they came, in the
+main thread, which reads them itself: a call the pool sent while the one before it ran starts
+as soon as that one ends. A control thread takes the cancel frames meanwhile: it cancels the
+call's ``ToolContext`` scope and, for an async tool, its task (a call cancelled before its
+turn starts with its scope cancelled). The control pipe's descriptor is named
+by the ``CASTFLOW_WORKER_CONTROL_FD`` environment variable; without it, cancels travel on the
+input and are seen between calls.
+
+Memory is measured only for a call that asks (``measure``; any call with a ``budget`` does):
+``started`` is sent only for a call with a budget (the parent then watches the worker's RSS
+against it), and ``baseline_rss`` and ``peak_rss`` are ``None`` for a call that did not ask.
+Before a call with a memory ``budget`` the soft ``RLIMIT_DATA`` is set to the worker's
+current data size plus the budget (not ``RLIMIT_AS``, which counts every thread's stack), and
+restored after. The end of the input ends the worker once the calls already sent are
+answered; the end of the control pipe ends it at once (it is retired, or its parent is
+gone).
 """
 
 from __future__ import annotations
@@ -25,12 +36,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import queue
 import sys
 import threading
-from collections.abc import Callable, Coroutine
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final, NoReturn, cast
 
 from actors._tooldef import Tool, ToolContext
 from actors.isolated import resolve_import_path
@@ -38,6 +49,9 @@ from actors.runtime.cancel import CancelScope
 from actors.runtime.codec import FrameDecoder, decode, encode, pack_frame
 from actors.runtime.errors import CodecError
 from actors.runtime.results import ErrorInfo
+
+CONTROL_FD_ENV: Final = "CASTFLOW_WORKER_CONTROL_FD"
+"""The environment variable that names the worker's control pipe (its read end)."""
 
 _READ_CHUNK: Final = 1 << 16
 _PROTOCOL_ERROR_EXIT: Final = 3
@@ -64,6 +78,22 @@ class _Running:
     scope: CancelScope
     loop: asyncio.AbstractEventLoop | None = None
     task: asyncio.Task[Any] | None = None
+
+
+def _frames(fd: int) -> Iterator[Any]:
+    """The frames read from ``fd`` until it ends; a stream that is not frames ends the worker."""
+    decoder = FrameDecoder()
+    while data := os.read(fd, _READ_CHUNK):
+        try:
+            frames = decoder.feed(data)
+        except CodecError as exc:
+            _protocol_error(f"bad frame from the parent: {exc}")
+        yield from frames
+
+
+def _protocol_error(detail: str) -> NoReturn:
+    print(f"castflow worker: {detail}", file=sys.stderr)
+    os._exit(_PROTOCOL_ERROR_EXIT)
 
 
 # -- memory -------------------------------------------------------------------------------
@@ -115,47 +145,44 @@ def _limit_data(budget: int) -> Callable[[], None]:
 
 
 class _Worker:
-    """Serves calls from the main thread; a reader thread feeds it and handles cancels."""
+    """Serves calls from the main thread; a control thread handles cancels."""
 
     def __init__(self, channel: _Channel) -> None:
         self._channel = channel
-        self._calls: queue.SimpleQueue[list[Any] | None] = queue.SimpleQueue()
+        self._calls: deque[list[Any]] = deque()
         self._lock = threading.Lock()
         self._running: _Running | None = None
         self._cancelled: set[int] = set()  # calls cancelled before they started
         self._tools: dict[str, Tool[..., Any]] = {}
 
-    def read(self, fd: int) -> None:
-        """The reader thread: take frames until the input ends."""
-        decoder = FrameDecoder()
-        while True:
-            data = os.read(fd, _READ_CHUNK)
-            if not data:
-                self._input_ended()
-                return
-            try:
-                frames = decoder.feed(data)
-            except CodecError as exc:
-                print(f"castflow worker: bad frame from the parent: {exc}", file=sys.stderr)
-                os._exit(_PROTOCOL_ERROR_EXIT)
-            for frame in frames:
-                self._take(frame)
+    def control(self, fd: int) -> None:
+        """The control thread: take cancels until the control pipe ends, then end the worker.
+
+        The parent closes the control pipe when it retires the worker or when it is gone:
+        nobody wants the answer of a call that runs or is queued.
+        """
+        for frame in _frames(fd):
+            match frame:
+                case ["cancel", int(call_id)]:
+                    self._cancel(call_id)
+                case _:
+                    _protocol_error(f"unexpected control frame {frame!r:.200}")
+        os._exit(0)
 
     def _take(self, frame: Any) -> None:
         match frame:
             case ["call", *_]:
-                self._calls.put(frame)
+                self._calls.append(frame)
             case ["cancel", int(call_id)]:
                 self._cancel(call_id)
             case _:
-                print(f"castflow worker: unexpected frame {frame!r:.200}", file=sys.stderr)
-                os._exit(_PROTOCOL_ERROR_EXIT)
+                _protocol_error(f"unexpected frame {frame!r:.200}")
 
     def _cancel(self, call_id: int) -> None:
         with self._lock:
             running = self._running
             if running is None or running.call_id != call_id:
-                self._cancelled.add(call_id)  # still queued (or already answered)
+                self._cancelled.add(call_id)  # not started yet (or already answered)
                 return
         running.scope.cancel()
         with self._lock:
@@ -165,25 +192,19 @@ class _Worker:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(task.cancel)
 
-    def _input_ended(self) -> None:
-        with self._lock:
-            busy = self._running is not None
-        if busy:
-            os._exit(0)  # the parent is gone: nobody wants the answer
-        self._calls.put(None)
-
-    def serve(self) -> None:
-        """The main thread: run calls one at a time until the input ends."""
+    def serve(self, fd: int) -> None:
+        """The main thread: run the calls read from ``fd``, in order, until it ends."""
         self._channel.send(["ready", os.getpid()])
-        while (frame := self._calls.get()) is not None:
-            self._serve_one(frame)
+        for frame in _frames(fd):
+            self._take(frame)
+            while self._calls:
+                self._serve_one(self._calls.popleft())
 
     def _serve_one(self, frame: list[Any]) -> None:
         try:
-            _op, call_id, path, name, raw_input, budget, remaining = frame
+            _op, call_id, path, name, raw_input, budget, remaining, measure = frame
         except ValueError:
-            print(f"castflow worker: malformed call frame {frame!r:.200}", file=sys.stderr)
-            os._exit(_PROTOCOL_ERROR_EXIT)
+            _protocol_error(f"malformed call frame {frame!r:.200}")
         running = _Running(call_id, CancelScope(timeout=remaining, name=f"call-{call_id}"))
         with self._lock:
             self._running = running
@@ -192,20 +213,28 @@ class _Worker:
             # Ids grow: a cancel of an earlier call can no longer matter.
             self._cancelled = {n for n in self._cancelled if n > call_id}
         try:
-            self._channel.send(self._call(running, path, name, raw_input, budget))
+            answer = self._call(running, path, name, raw_input, budget, measure=bool(measure))
+            self._channel.send(answer)
         finally:
             with self._lock:
                 self._running = None
 
     def _call(
-        self, running: _Running, path: str, name: str, raw_input: bytes, budget: int | None
+        self,
+        running: _Running,
+        path: str,
+        name: str,
+        raw_input: bytes,
+        budget: int | None,
+        *,
+        measure: bool,
     ) -> list[Any]:
         call_id = running.call_id
         try:
             tool = self._tool(path, name)
             validated = tool.validate_input(decode(raw_input))
         except BaseException as exc:  # noqa: BLE001 - reported to the parent as the result
-            rss = _rss()
+            rss = _rss() if measure else None
             return ["error", call_id, ErrorInfo.from_exception(exc), rss, rss, False]
         ctx = None
         if tool.context_param is not None:
@@ -217,10 +246,12 @@ class _Worker:
                     ["progress", call_id, report.fraction, report.message]
                 ),
             )
-        baseline = _rss()
-        if budget is not None:
-            self._channel.send(["started", call_id, baseline])
-        _reset_peak()
+        baseline = None
+        if measure:
+            baseline = _rss()
+            if budget is not None:
+                self._channel.send(["started", call_id, baseline])
+            _reset_peak()
         limited = False
         try:
             restore = _limit_data(budget) if budget is not None else None
@@ -233,13 +264,13 @@ class _Worker:
                 if restore is not None:
                     restore()
             limited = False
-            return ["result", call_id, encode(value), baseline, _status_kib("VmHWM:")]
+            return ["result", call_id, encode(value), baseline, _peak(measure)]
         except BaseException as exc:  # noqa: BLE001 - reported to the parent as the result
             exceeded = limited and isinstance(exc, MemoryError)
             if isinstance(exc, CodecError):
                 exc = CodecError(f"the output of tool {name!r} cannot be sent back: {exc}")
             info = ErrorInfo.from_exception(exc)
-            return ["error", call_id, info, baseline, _status_kib("VmHWM:"), exceeded]
+            return ["error", call_id, info, baseline, _peak(measure), exceeded]
 
     def _tool(self, path: str, name: str) -> Tool[..., Any]:
         found = self._tools.get(path)
@@ -263,6 +294,20 @@ class _Worker:
             coro.close()
 
 
+def _peak(measure: bool) -> int | None:
+    return _status_kib("VmHWM:") if measure else None
+
+
+def _control_fd() -> int | None:
+    """The control pipe, kept from the processes tools start (as the frame pipes are)."""
+    value = os.environ.pop(CONTROL_FD_ENV, None)
+    if value is None or not value.isdigit():
+        return None
+    fd = int(value)
+    os.set_inheritable(fd, False)
+    return fd
+
+
 def main() -> int:
     """Serve the pool on this process's standard streams; return the exit code."""
     frames_in = os.dup(0)
@@ -272,11 +317,13 @@ def main() -> int:
     os.dup2(devnull, 0)
     os.close(devnull)
     worker = _Worker(_Channel(frames_out))
-    reader = threading.Thread(
-        target=worker.read, args=(frames_in,), name="castflow-worker-reader", daemon=True
-    )
-    reader.start()
-    worker.serve()
+    control = _control_fd()
+    if control is not None:
+        thread = threading.Thread(
+            target=worker.control, args=(control,), name="castflow-worker-control", daemon=True
+        )
+        thread.start()
+    worker.serve(frames_in)
     return 0
 
 

@@ -202,6 +202,9 @@ class StrategyPolicy:
         self._ok = 0
         self._failed = 0
         self._cancel_sent = False
+        self._judge_kind: Callable[[StepResult, bool], Verdict | object | None] = getattr(
+            self, f"_judge_{aggregation.kind}"
+        )
 
     def add(self, index: int, result: StepResult) -> Verdict | object | None:
         """Record a branch result and decide if the strategy can."""
@@ -216,9 +219,7 @@ class StrategyPolicy:
         return self._judge(result)
 
     def _judge(self, latest: StepResult) -> Verdict | object | None:
-        judge = getattr(self, f"_judge_{self._aggregation.kind}")
-        verdict: Verdict | object | None = judge(latest, self._done == len(self._names))
-        return verdict
+        return self._judge_kind(latest, self._done == len(self._names))
 
     def _judge_first_success(self, latest: StepResult, all_done: bool) -> Verdict | None:
         if latest.ok:

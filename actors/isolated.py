@@ -186,8 +186,10 @@ class IsolatedCallFinished(Event):
         step: the tool's name.
         call_id: the leaf call's id.
         pid: the worker's process id.
-        baseline_rss: the worker's resident memory just before the call, in bytes.
-        peak_rss: its peak resident memory during the call, in bytes.
+        baseline_rss: the worker's resident memory just before the call, in bytes; ``None``
+            when it was not measured (the worker reads it only for a call with a budget or
+            one sent while somebody subscribed to the system's events).
+        peak_rss: its peak resident memory during the call, in bytes (``None`` likewise).
         budget: the call's memory budget, in bytes, or ``None``.
     """
 

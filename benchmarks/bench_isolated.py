@@ -1,9 +1,11 @@
 """CPU-bound branches: castflow's isolated tools vs sequential vs a ProcessPoolExecutor.
 
-Runs in one process, interleaving the implementations (A B C A B C ...), and prints medians,
+Runs in one process, interleaving the implementations (A B C, B C A, C A B, ...) after one
+warm-up run of each (every worker started and the tools imported), and prints medians,
 the speedup of each parallel implementation over running the branches one after another, and
 the per-call overhead of an isolated call vs a ProcessPoolExecutor round trip. Absolute times
-on a shared machine mean little; same-run ratios do.
+on a shared machine mean little; same-run ratios do, so each ratio is the median of the ratios
+of the two workloads' times within one repetition.
 
     python benchmarks/bench_isolated.py [--branches 8] [--workers 2] [--ms 50] [--calls 300]
 """
@@ -23,6 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from actors import ActorSystem, MapReduceWorkflow, Tool, tool
+
+SEQUENTIAL = "sequential (in process)"
+ISOLATED = "castflow isolated (MapReduce)"
+POOL_MAP = "ProcessPoolExecutor.map"
+ISOLATED_CALL = "castflow isolated call (no-op)"
+POOL_CALL = "ProcessPoolExecutor submit+result (no-op)"
 
 
 def burn(rounds: int) -> int:
@@ -70,7 +78,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--ms", type=float, default=50.0, help="CPU time of one branch")
     parser.add_argument("--calls", type=int, default=300, help="no-op calls for the overhead")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     burn_tool, noop_tool = isolated_tools()
     rounds = calibrate(args.ms)
@@ -83,57 +91,87 @@ def main() -> None:
         ProcessPoolExecutor(args.workers, mp_context=context) as pool,
     ):
 
-        def sequential() -> None:
-            for n in items:
-                burn(n)
+        def sequential() -> list[int]:
+            return [burn(n) for n in items]
 
-        def isolated() -> None:
-            system.run(flow, items, timeout=600).value  # noqa: B018 - raises if it failed
+        def isolated() -> list[int]:
+            return list(system.run(flow, items, timeout=600).value)  # raises if it failed
 
-        def process_pool() -> None:
-            list(pool.map(burn, items))
+        def process_pool() -> list[int]:
+            return list(pool.map(burn, items))
 
-        def isolated_calls() -> None:
-            for i in range(args.calls):
-                system.call(noop_tool, i)
+        def isolated_calls() -> list[int]:
+            return [system.call(noop_tool, i).value for i in range(args.calls)]
 
-        def pool_calls() -> None:
-            for i in range(args.calls):
-                pool.submit(noop, i).result()
+        def pool_calls() -> list[int]:
+            return [pool.submit(noop, i).result() for i in range(args.calls)]
 
-        workloads: dict[str, Callable[[], None]] = {
-            "sequential (in process)": sequential,
-            "castflow isolated (MapReduce)": isolated,
-            "ProcessPoolExecutor.map": process_pool,
-            "castflow isolated call (no-op)": isolated_calls,
-            "ProcessPoolExecutor submit+result (no-op)": pool_calls,
+        workloads: dict[str, Callable[[], object]] = {
+            SEQUENTIAL: sequential,
+            ISOLATED: isolated,
+            POOL_MAP: process_pool,
+            ISOLATED_CALL: isolated_calls,
+            POOL_CALL: pool_calls,
         }
-        for run in workloads.values():  # warm-up: every worker started and imported
-            run()
-        samples: dict[str, list[float]] = {name: [] for name in workloads}
-        for _ in range(args.repeats):
-            for name, run in workloads.items():
-                samples[name].append(timed(run))
+        warm_up(workloads)
+        samples = measure(workloads, args.repeats)
+    report(args, samples)
 
+
+def warm_up(workloads: dict[str, Callable[[], object]]) -> None:
+    """Run each workload once (every worker started, the tools imported) and compare results.
+
+    The parallel implementations must compute what the sequential one does, and both no-op
+    loops must return the same values: otherwise the times compare different work.
+    """
+    results = {name: run() for name, run in workloads.items()}
+    branches = {results[SEQUENTIAL] == results[name] for name in (ISOLATED, POOL_MAP)}
+    if branches != {True} or results[ISOLATED_CALL] != results[POOL_CALL]:
+        msg = "the implementations did not compute the same results"
+        raise SystemExit(msg)
+
+
+def measure(workloads: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Time every workload ``repeats`` times, interleaved; return each one's times."""
+    samples: dict[str, list[float]] = {name: [] for name in workloads}
+    names = list(workloads)
+    for repeat in range(repeats):
+        # Each repetition starts one workload later: none always runs after the same one.
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
+            samples[name].append(timed(workloads[name]))
+    return samples
+
+
+def paired(samples: dict[str, list[float]], slow: str, fast: str) -> float:
+    """The median over repetitions of ``slow``'s time over ``fast``'s in the same repetition.
+
+    Both ran back to back in each repetition, so a load that comes and goes on a shared
+    machine weighs on both sides of each ratio alike.
+    """
+    return statistics.median(a / b for a, b in zip(samples[slow], samples[fast], strict=True))
+
+
+def report(args: argparse.Namespace, samples: dict[str, list[float]]) -> None:
+    """Print the median times and the same-repetition ratios."""
     medians = {name: statistics.median(times) for name, times in samples.items()}
     print(
         f"{args.branches} CPU-bound branches of ~{args.ms:.0f} ms, {args.workers} workers, "
         f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}; "
         f"median of {args.repeats} interleaved repetitions"
     )
-    for name in list(workloads)[:3]:
+    for name in (SEQUENTIAL, ISOLATED, POOL_MAP):
         print(f"  {name:45} {medians[name] * 1000:9.1f} ms")
-    seq = medians["sequential (in process)"]
-    iso = medians["castflow isolated (MapReduce)"]
-    ppe = medians["ProcessPoolExecutor.map"]
-    print(f"  speedup over sequential: castflow {seq / iso:.2f}x, PPE {seq / ppe:.2f}x")
-    print(f"  castflow / ProcessPoolExecutor wall time: {iso / ppe:.2f}x")
-    call = medians["castflow isolated call (no-op)"] / args.calls
-    submit = medians["ProcessPoolExecutor submit+result (no-op)"] / args.calls
+    castflow, ppe = paired(samples, SEQUENTIAL, ISOLATED), paired(samples, SEQUENTIAL, POOL_MAP)
+    print(f"  speedup over sequential: castflow {castflow:.2f}x, PPE {ppe:.2f}x")
+    print(f"  castflow / ProcessPoolExecutor wall time: {paired(samples, ISOLATED, POOL_MAP):.2f}x")
+    call = medians[ISOLATED_CALL] / args.calls
+    submit = medians[POOL_CALL] / args.calls
     print(f"{args.calls} sequential no-op calls:")
     print(f"  castflow isolated call      {call * 1e6:9.1f} µs/call")
     print(f"  ProcessPoolExecutor submit  {submit * 1e6:9.1f} µs/call")
-    print(f"  per-call overhead ratio castflow / ProcessPoolExecutor: {call / submit:.2f}x")
+    ratio = paired(samples, ISOLATED_CALL, POOL_CALL)
+    print(f"  per-call overhead ratio castflow / ProcessPoolExecutor: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -241,10 +241,15 @@ class _Attempt:
 @dataclass(slots=True, eq=False)
 class _BatchState:
     batch: BranchBatch
+    limit: int
     running: dict[int, _Attempt] = field(default_factory=dict)
     admitted: int = 0
     exhausted: bool = False
     cancelled: str | None = None
+
+
+_Final = tuple[_BatchState, _Attempt, StepResult]
+"""A branch's final result, reported once the slots it freed are refilled."""
 
 
 class _Executor:
@@ -316,6 +321,7 @@ class BranchSupervisor(Actor):
     def __init__(self) -> None:
         super().__init__()
         self._batches: dict[str, _BatchState] = {}
+        self._finals: list[_Final] = []
         self._outbox: list[tuple[Callable[[BranchReports], None], list[Any]]] = []
 
     def on_start(self) -> None:
@@ -332,20 +338,23 @@ class BranchSupervisor(Actor):
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch one message of the branch protocol."""
-        match message:
-            case _StepReplied(key, index, token, result):
-                self._replied(key, index, token, result)
-            case StartBatch(batch):
-                self._start(batch)
-            case CancelRemaining(key, why):
-                self._cancel_remaining(key, why)
-            case CutBranches(key, why):
-                self._cut(key, why)
-            case _RetryDue(key, index, token):
-                self._retry_due(key, index, token)
-            case _:
-                if not self._leaves.handle(message):
-                    return super().on_receive(message)
+        # The leaf jobs this message starts reach the workers' queue together.
+        with self._leaves.holding():
+            match message:
+                case _StepReplied(key, index, token, result):
+                    self._replied(key, index, token, result)
+                case StartBatch(batch):
+                    self._start(batch)
+                case CancelRemaining(key, why):
+                    self._cancel_remaining(key, why)
+                case CutBranches(key, why):
+                    self._cut(key, why)
+                case _RetryDue(key, index, token):
+                    self._retry_due(key, index, token)
+                case _:
+                    if not self._leaves.handle(message):
+                        return super().on_receive(message)
+            self._settle()
         # Everything this message produced for the gathers goes out together: a drain of
         # many completed leaves costs the gather one wake-up, not one per branch.
         self._flush()
@@ -356,6 +365,7 @@ class BranchSupervisor(Actor):
         for state in list(self._batches.values()):
             self._cancel_remaining(state.batch.key, "the run has ended")
         self._leaves.stop()
+        self._settle()
         self._flush()
 
     def on_failure(
@@ -370,13 +380,31 @@ class BranchSupervisor(Actor):
     # -- admission ----------------------------------------------------------------------
 
     def _start(self, batch: BranchBatch) -> None:
-        state = _BatchState(batch)
+        state = _BatchState(batch, _admission_limit(batch.limits))
         self._batches[batch.key] = state
-        self._fill(state)
+        self._conclude(state, self._admit(state))
 
-    def _fill(self, state: _BatchState) -> None:
-        """Admit branches while there is a free slot and the batch has more."""
-        notice = self._admit(state)
+    def _settle(self) -> None:
+        """Refill the slots of the branches that ended during this message, then report them.
+
+        One admission pass per batch, however many branches a drain brought back. Refilling
+        first makes each report's admitted count include the branches that took the freed
+        slots: if a result decides the batch, the gather records those as cut (they
+        started), never as skipped (which means they never ran). A refill whose branch fails
+        at once (a bad input) ends it here too: the loop reports it in its next round.
+        """
+        while self._finals:
+            finals, self._finals = self._finals, []
+            states = list(dict.fromkeys(state for state, _attempt, _result in finals))
+            notices = [self._admit(state) for state in states]
+            for state, attempt, result in finals:
+                branch = attempt.branch
+                self._report(state, branch, result, attempts=attempt.number, attempt=attempt)
+            for state, notice in zip(states, notices, strict=True):
+                self._conclude(state, notice)
+
+    def _conclude(self, state: _BatchState, notice: BranchesExhausted | None) -> None:
+        """Send the notice that the batch's branches ran out, if they did; forget it if done."""
         if notice is not None:
             self._emit(state, notice)
         self._forget_if_done(state)
@@ -384,11 +412,11 @@ class BranchSupervisor(Actor):
     def _admit(self, state: _BatchState) -> BranchesExhausted | None:
         """Admit what fits; return the notice that the branches ran out, for the caller to send."""
         batch = state.batch
-        limit = _admission_limit(batch.limits)
+        running = state.running
         while (
             not state.exhausted
             and state.cancelled is None
-            and len(state.running) < limit
+            and len(running) < state.limit
             and not batch.call.scope.cancelled
         ):
             try:
@@ -406,7 +434,7 @@ class BranchSupervisor(Actor):
                 self._report(state, branch, _refused(branch, refusal), attempts=0)
                 continue
             attempt = _Attempt(branch)
-            state.running[branch.index] = attempt
+            running[branch.index] = attempt
             self._begin_attempt(state, attempt)
         return None
 
@@ -426,7 +454,8 @@ class BranchSupervisor(Actor):
         attempt.number += 1
         attempt.token += 1
         token = attempt.token
-        if attempt.first_started_at is None:
+        if attempt.first_started_at is None and batch.retry is not None:
+            # Only a retried branch reports its first attempt's start.
             attempt.first_started_at = time.monotonic()
             attempt.first_started_wall = datetime.now(UTC)
         timeout = _earliest(branch.timeout, batch.limits.execution_timeout)
@@ -541,14 +570,7 @@ class BranchSupervisor(Actor):
             attempt.retry_timer = self.system.timers.schedule(delay, self.handle, message)
             return
         del state.running[attempt.branch.index]
-        # Refill the slot before reporting, so the report's admitted count includes the branch
-        # that took it: if this result decides the batch, the gather records that branch as
-        # cut (it has started), never as skipped (which means it never ran).
-        notice = self._admit(state)
-        self._report(state, attempt.branch, result, attempts=attempt.number, attempt=attempt)
-        if notice is not None:
-            self._emit(state, notice)
-        self._forget_if_done(state)
+        self._finals.append((state, attempt, result))
 
     def _retry_due(self, key: str, index: int, token: int) -> None:
         state = self._batches.get(key)

@@ -121,7 +121,14 @@ def burn(rounds: int) -> int:
     return total
 
 
-burn_isolated = tool(burn, name="burn", isolated=True)
+def burn_where(rounds: int) -> tuple[int, int, float, float]:
+    """Burn ``rounds``; return the sum, the worker's pid, and when it started and ended."""
+    begun = time.monotonic()
+    total = burn(rounds)
+    return total, os.getpid(), begun, time.monotonic()
+
+
+burn_where_isolated = tool(burn_where, name="burn_where", isolated=True)
 
 
 def interval(seconds: float) -> tuple[float, float]:

@@ -463,6 +463,8 @@ class CancelScope:
         A closed scope is no longer cancelled by its parent, and the parent no longer refers
         to it. Closing does not cancel the scope. Calling ``close`` again is harmless.
         """
+        if self._closed:
+            return
         with self._lock:
             if self._closed:
                 return

@@ -15,12 +15,13 @@ cancellation timeout (the thread is abandoned and a fresh worker takes its place
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -301,10 +302,12 @@ def _cancel_error(scope: CancelScope) -> ErrorInfo:
     return ErrorInfo(type="castflow.Cancelled", message=f"cancelled ({reason})")
 
 
-def _outcome(job: LeafJob, call: Callable[[], Any]) -> tuple[Status, Any, ErrorInfo | None]:
-    """Run ``call`` (the task and its output check) and classify what happened."""
+def _outcome(
+    job: LeafJob, call: Callable[..., Any], *args: Any
+) -> tuple[Status, Any, ErrorInfo | None]:
+    """Run ``call(*args)`` (the task and its output check) and classify what happened."""
     try:
-        value = call()
+        value = call(*args)
     except (CancelledError, asyncio.CancelledError) as exc:
         if job.scope.cancelled:
             return _status_for_cancel(job.scope), None, ErrorInfo.from_exception(exc)
@@ -312,6 +315,18 @@ def _outcome(job: LeafJob, call: Callable[[], Any]) -> tuple[Status, Any, ErrorI
     except BaseException as exc:  # noqa: BLE001 - a tool's failure is a result, never a crash
         return Status.ERROR, None, ErrorInfo.from_exception(exc)
     return Status.OK, value, None
+
+
+def _execute(job: LeafJob, env: LeafEnv) -> Any:
+    """Run a sync job's task (unless it was cancelled before it began) and check its output."""
+    job.scope.raise_if_cancelled()
+    task = job.task
+    return task.complete(task.execute(env))
+
+
+def _complete(job: LeafJob, finished: asyncio.Task[Any]) -> Any:
+    """Check the output of an async job's finished task (raising what the task raised)."""
+    return job.task.complete(finished.result())
 
 
 # -- the shared work queue ----------------------------------------------------------------
@@ -328,7 +343,7 @@ class _Done:
 
 @dataclass(frozen=True, slots=True)
 class _Wake:
-    """To a parked worker: there is work in the queue."""
+    """To a new worker: start taking work from the queue."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,9 +355,10 @@ class _WorkQueue:
     """What an owner and its workers share: ready jobs, parked workers, completed jobs.
 
     Workers take ready jobs themselves and keep going while there are any, so a busy pool
-    costs no message per job; the owner is told of completions with one ``_Drain`` per batch
-    (only when none is already on its way), and wakes a parked worker only when it queues a
-    job and nobody is taking work.
+    costs no message per job. A worker that finds the queue empty parks on its own lock,
+    which the owner releases when it queues a job (one parked worker per job queued); an
+    inbox round trip per wake-up would cost more than a no-op job. The owner is told of
+    completions with one ``_Drain`` per batch (only when none is already on its way).
     """
 
     __slots__ = ("done", "lock", "notified", "owner", "parked", "ready")
@@ -351,9 +367,57 @@ class _WorkQueue:
         self.owner = owner
         self.lock = threading.Lock()
         self.ready: deque[LeafJob] = deque()
-        self.parked: list[LeafWorker] = []
+        # Parked workers and the locks they wait on; whoever removes an entry releases it.
+        self.parked: dict[LeafWorker, threading.Lock] = {}
         self.done: list[_Done] = []
         self.notified = False
+
+    def put(self, jobs: list[LeafJob]) -> int:
+        """Queue ``jobs`` and wake a parked worker for each; return how many found none."""
+        with self.lock:
+            self.ready.extend(jobs)
+            woken = [self.parked.popitem()[1] for _ in range(min(len(jobs), len(self.parked)))]
+        for signal in woken:
+            signal.release()
+        return len(jobs) - len(woken)
+
+    def take(self, worker: LeafWorker) -> LeafJob | None:
+        """The next ready job, now assigned to ``worker``; jobs decided meanwhile are skipped."""
+        skipped: list[LeafJob] = []
+        try:
+            with self.lock:
+                while self.ready:
+                    job = self.ready.popleft()
+                    if job.decided:
+                        skipped.append(job)
+                        continue
+                    job.worker = worker
+                    return job
+                return None
+        finally:
+            for job in skipped:
+                job.release_permits()
+
+    def park(self, worker: LeafWorker, signal: threading.Lock) -> bool:
+        """Park ``worker`` on ``signal`` until a job is queued; False if it must not wait.
+
+        It must not when a job was queued meanwhile, or when it is stopping or abandoned
+        (checked under the lock: a stop sets those flags before it calls :meth:`unpark`).
+        """
+        with self.lock:
+            if self.ready or worker.abandoned or worker.scope.cancelled:
+                return False
+            self.parked[worker] = signal
+            return True
+
+    def unpark(self, worker: LeafWorker) -> bool:
+        """Wake ``worker`` if it is parked (it is stopping, or it was abandoned)."""
+        with self.lock:
+            signal = self.parked.pop(worker, None)
+        if signal is None:
+            return False
+        signal.release()
+        return True
 
     def complete(self, done: _Done) -> None:
         """Hand a finished job to the owner (one ``_Drain`` message per batch)."""
@@ -378,58 +442,46 @@ class _WorkQueue:
 class LeafWorker(Actor):
     """A pooled actor that runs sync leaf tasks in its own thread, one at a time.
 
-    Woken by its pool when there is work, it takes jobs from the pool's queue until the queue
-    is empty, then parks until woken again.
+    Started by one ``_Wake``, it takes jobs from its pool's queue until the queue is empty,
+    then parks until its pool queues more work, until it is stopped or abandoned.
     """
 
     def __init__(self, queue: _WorkQueue) -> None:
         super().__init__()
         self._queue = queue
+        self._signal = threading.Lock()
+        self._signal.acquire()  # held while the worker runs: a parked worker waits for it
+
+    def on_start(self) -> None:
+        """Have a stop or an abandonment (both cancel the scope) wake the parked worker."""
+        self.scope.add_callback(self._unpark)
+
+    def _unpark(self, _scope: CancelScope) -> None:
+        self._queue.unpark(self)
 
     def on_receive(self, message: Any) -> Any:
-        """Run queued jobs until there are none left (or this worker is stopping)."""
+        """Run queued jobs, parking while there are none, until this worker is stopping."""
         if not isinstance(message, _Wake):
             return super().on_receive(message)
         queue = self._queue
         while not self.abandoned and not self.scope.cancelled:
-            job = self._take(queue)
+            job = queue.take(self)
             if job is None:
-                return None
+                if queue.park(self, self._signal):
+                    self._signal.acquire()
+                continue
             done = self._run(job)
             if self.abandoned:
                 return None  # given up on: the job was decided long ago, nothing to report
             queue.complete(done)
         return None
 
-    def _take(self, queue: _WorkQueue) -> LeafJob | None:
-        skipped: list[LeafJob] = []
-        try:
-            with queue.lock:
-                while queue.ready:
-                    job = queue.ready.popleft()
-                    if job.decided:
-                        skipped.append(job)
-                        continue
-                    job.worker = self
-                    return job
-                if not self.abandoned:  # an abandoned worker is never woken again
-                    queue.parked.append(self)
-                return None
-        finally:
-            for job in skipped:
-                job.release_permits()
-
     def _run(self, job: LeafJob) -> _Done:
         env = _env(job, self.system)
         job.started_at = time.monotonic()
         job.started_wall = datetime.now(UTC)
-
-        def run() -> Any:
-            job.scope.raise_if_cancelled()
-            return job.task.complete(job.task.execute(env))
-
         try:
-            status, value, error = _outcome(job, lambda: job.context.run(run))
+            status, value, error = _outcome(job, job.context.run, _execute, job, env)
         finally:
             # Permits come back only when the work has really ended, even if this thread was
             # abandoned meanwhile: the resource behind them was in use until now.
@@ -475,6 +527,8 @@ class LeafDispatcher:
         self._running: set[LeafJob] = set()
         self._sync_jobs = 0
         self._worker_names = itertools.count(1)
+        self._handoff: list[LeafJob] = []
+        self._depth = 0
 
     @property
     def workers(self) -> int:
@@ -488,23 +542,39 @@ class LeafDispatcher:
 
     def handle(self, message: Any) -> bool:
         """Process one of the dispatcher's messages; False if ``message`` is not one."""
-        match message:
-            case _Drain():
-                for done in self._queue.take_done():
-                    self._finished(done)
-            case SubmitLeaf(job):
-                self.admit(job)
-            case _Cancelled(job):
-                self._cancelled(job)
-            case _PermitsGranted(job):
-                self._granted(job)
-            case _PermitWaitOver(job):
-                self._permit_wait_over(job)
-            case _AbandonCheck(job, worker):
-                self._abandon_if_stuck(job, worker)
-            case _:
-                return False
-        return True
+        with self.holding():
+            match message:
+                case _Drain():
+                    for done in self._queue.take_done():
+                        self._finished(done)
+                case SubmitLeaf(job):
+                    self.admit(job)
+                case _Cancelled(job):
+                    self._cancelled(job)
+                case _PermitsGranted(job):
+                    self._granted(job)
+                case _PermitWaitOver(job):
+                    self._permit_wait_over(job)
+                case _AbandonCheck(job, worker):
+                    self._abandon_if_stuck(job, worker)
+                case _:
+                    return False
+            return True
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """Hold the jobs made ready inside the block; queue them together when it ends.
+
+        The owner wraps the handling of one message in it, so that the jobs a drain of many
+        completions starts cost one lock and one wake-up pass. Blocks may nest.
+        """
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if not self._depth:
+                self._hand_off()
 
     # admission
 
@@ -585,16 +655,19 @@ class LeafDispatcher:
             self._start_async(job)
             return
         self._sync_jobs += 1
-        queue = self._queue
-        with queue.lock:
-            queue.ready.append(job)
-            parked = queue.parked.pop() if queue.parked else None
-        if parked is not None:
-            parked.handle.tell(_Wake())
+        self._handoff.append(job)
+        if not self._depth:
+            self._hand_off()
+
+    def _hand_off(self) -> None:
+        """Queue the sync jobs made ready, waking parked workers or spawning new ones."""
+        jobs, self._handoff = self._handoff, []
+        if not jobs:
             return
+        unwoken = self._queue.put(jobs)
         # A worker per sync job at most: a busy worker takes the next queued job itself.
         cap = self._sync_jobs if self._max_workers is None else self._max_workers
-        if len(self._workers) < cap:
+        for _ in range(min(unwoken, cap - len(self._workers))):
             self._spawn_worker().handle.tell(_Wake())
 
     def _spawn_worker(self) -> LeafWorker:
@@ -635,7 +708,7 @@ class LeafDispatcher:
 
             def done(finished: asyncio.Task[Any]) -> None:
                 cancel()
-                status, value, error = _outcome(job, lambda: job.task.complete(finished.result()))
+                status, value, error = _outcome(job, _complete, job, finished)
                 job.release_permits()
                 queue.complete(_Done(job, None, status, value, error))
 
@@ -692,8 +765,6 @@ class LeafDispatcher:
         self._owner.system.abandon(worker, job.cancellation_timeout)
         queue = self._queue
         with queue.lock:
-            if worker in queue.parked:
-                queue.parked.remove(worker)
             replace = bool(queue.ready) and not queue.parked
         if replace:
             # The freed capacity lets a queued job start on a fresh worker.
