@@ -38,6 +38,7 @@ from actors.runtime.errors import CastflowError
 from actors.runtime.results import ErrorInfo, Status, StepResult
 from actors.runtime.steps import RunEnv
 from supervisors.branch import (
+    AdmissionGate,
     BatchCut,
     BatchNotice,
     BranchesExhausted,
@@ -405,6 +406,8 @@ class ExpectBatch:
         env: the run's environment: while someone streams the run (``env.partials``), each
             branch result is pushed there as it arrives.
         path: the step's path in the run, under which its branches' results are streamed.
+        gate: the batch's admission gate, closed here when the batch is decided (or the rest
+            is cancelled), so no branch starts after that; ``None`` if there is none.
     """
 
     key: str
@@ -414,6 +417,7 @@ class ExpectBatch:
     cancel_rest: Callable[[str], None]
     env: RunEnv | None = None
     path: str = ""
+    gate: AdmissionGate | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -477,6 +481,7 @@ class GatherActor(Actor):
             return
         if verdict is CANCEL_REST:
             batch.rest_cancelled = True
+            self._close_gate(batch)
             batch.expect.cancel_rest("a sibling branch failed (fail_fast)")
             return
         assert isinstance(verdict, Verdict)
@@ -492,9 +497,16 @@ class GatherActor(Actor):
             why = "cancelled: the step failed before this branch finished"
         self._decide(batch, verdict, why)
 
+    def _close_gate(self, batch: _Batch) -> None:
+        """Admit no more branches; count exactly those that were."""
+        gate = batch.expect.gate
+        if gate is not None:
+            batch.admitted = max(batch.admitted, gate.close())
+
     def _decide(self, batch: _Batch, verdict: Verdict, why: str) -> None:
         expect = batch.expect
         del self._batches[expect.key]
+        self._close_gate(batch)
         scope = expect.scope
         unfinished = (
             Status.TIMEOUT

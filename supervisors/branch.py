@@ -17,6 +17,7 @@ backoff (the branch keeps its slot meanwhile). Every final result goes to the ba
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from actors.runtime.timers import TimerHandle
 from supervisors.limits import ResourceLimits, RetryPolicy
 
 __all__ = [
+    "AdmissionGate",
     "BatchCut",
     "BatchNotice",
     "Branch",
@@ -145,6 +147,38 @@ class BranchReports:
     items: tuple[BatchNotice, ...]
 
 
+class AdmissionGate:
+    """Where the branches of one batch are admitted; shared by its supervisor and its gather.
+
+    The supervisor admits each branch through it; the gather closes it the moment it decides
+    the batch (or asks to cancel the rest) and learns how many branches had been admitted.
+    Both happen under one lock, so no branch starts after the decision, even before
+    ``CancelRemaining`` reaches the supervisor, and the gather records exactly the branches
+    that started as cut and the others as skipped.
+    """
+
+    __slots__ = ("_admitted", "_closed", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._admitted = 0
+        self._closed = False
+
+    def admit(self) -> bool:
+        """Count one more branch admitted; False, counting nothing, once the gate is closed."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._admitted += 1
+            return True
+
+    def close(self) -> int:
+        """Admit nothing more; return how many branches were admitted."""
+        with self._lock:
+            self._closed = True
+            return self._admitted
+
+
 @dataclass(slots=True, eq=False)
 class BranchBatch:
     """The branches of one instance of a parallel step, and where their results go.
@@ -159,6 +193,7 @@ class BranchBatch:
         report: receives every ``BranchReport`` and the final ``BranchesExhausted``, several
             at a time in a ``BranchReports``; must not block (it tells the gather actor).
         cancellation_timeout: the grace before a stuck leaf thread is abandoned.
+        gate: admits the branches; the batch's gather closes it when it decides.
     """
 
     key: str
@@ -168,6 +203,7 @@ class BranchBatch:
     retry: RetryPolicy | None
     report: Callable[[BranchReports], None]
     cancellation_timeout: float
+    gate: AdmissionGate = field(default_factory=AdmissionGate)
 
 
 # -- messages -----------------------------------------------------------------------------
@@ -412,6 +448,7 @@ class BranchSupervisor(Actor):
     def _admit(self, state: _BatchState) -> BranchesExhausted | None:
         """Admit what fits; return the notice that the branches ran out, for the caller to send."""
         batch = state.batch
+        gate = batch.gate
         running = state.running
         while (
             not state.exhausted
@@ -428,6 +465,8 @@ class BranchSupervisor(Actor):
                 state.exhausted = True
                 info = ErrorInfo.from_exception(exc)
                 return BranchesExhausted(batch.key, state.admitted, info)
+            if not gate.admit():
+                break  # the gather has decided: its CancelRemaining is on its way
             state.admitted += 1
             refusal = self._refusal(batch)
             if refusal is not None:

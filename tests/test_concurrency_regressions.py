@@ -293,3 +293,36 @@ def test_custom_under_fail_fast_calls_fn_with_every_record_even_branches_never_a
     # waits until cut. The rest never got a slot.
     assert freed in {Status.CANCELLED, Status.SKIPPED}
     assert queued == [Status.SKIPPED, Status.SKIPPED]
+
+
+def test_no_branch_recorded_skipped_has_run_once_fail_fast_has_decided(
+    system: ActorSystem,
+) -> None:
+    # The supervisor used to admit queued branches until the gather's CancelRemaining
+    # arrived: a branch could start after the decision and be recorded ``skipped``.
+    ran: set[tuple[int, str]] = set()
+    lock = threading.Lock()
+
+    def quick(name: str) -> Any:
+        @tool(name=name)
+        def body(x: int) -> int:
+            with lock:
+                ran.add((x, name))
+            return x
+
+        return body
+
+    branches = [fails, *(quick(f"q{i}") for i in range(12))]
+    flow = ParallelWorkflow(branches, error_mode=ErrorMode.FAIL_FAST, max_concurrency=2)
+    skipped: dict[int, set[str]] = {}
+    for run in range(30):  # the decision races the refills: try several interleavings
+        result: WorkflowResult = finished_within(system, flow, run)
+        assert result.status is Status.ERROR
+        skipped[run] = {r.name for r in result.steps if r.status is Status.SKIPPED}
+        with lock:
+            started = {name for x, name in ran if x == run}
+        assert {r.name for r in result.steps if r.status is Status.OK} <= started
+    # Checked once every run is over, so that a branch started late has had time to show.
+    with lock:
+        wrong = sorted((x, name) for x, name in ran if name in skipped[x])
+    assert not wrong, f"recorded skipped but ran: {wrong}"

@@ -33,6 +33,7 @@ from actors.workflows._spec import StepSpec
 from actors.workflows._sync_check import SyncPlan, plan_sync
 from actors.workflows.errors import WorkflowDefinitionError
 from supervisors.branch import (
+    AdmissionGate,
     Branch,
     BranchBatch,
     BranchSupervisor,
@@ -277,9 +278,17 @@ class FanCoordinator(Coordinator[F]):
         def cancel_rest(why: str) -> None:
             supervisor.tell(CancelRemaining(key, why))
 
+        gate = AdmissionGate()
         gather.tell(
             ExpectBatch(
-                key, policy, instance.scope, decided, cancel_rest, env=env, path=instance.call.path
+                key,
+                policy,
+                instance.scope,
+                decided,
+                cancel_rest,
+                env=env,
+                path=instance.call.path,
+                gate=gate,
             )
         )
         node = self.node
@@ -295,6 +304,7 @@ class FanCoordinator(Coordinator[F]):
             retry=node.retry,
             report=gather.tell,
             cancellation_timeout=self.system.cancellation_timeout if grace is None else grace,
+            gate=gate,
         )
         supervisor.tell(StartBatch(batch))
 
