@@ -433,6 +433,8 @@ class _Batch:
 class GatherActor(Actor):
     """Collects branch results per batch and resolves each batch the moment it is decided."""
 
+    reuse_thread = True  # one per parallel node per run: a parked thread saves a thread start
+
     def __init__(self) -> None:
         super().__init__()
         self._batches: dict[str, _Batch] = {}

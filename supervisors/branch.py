@@ -354,6 +354,8 @@ class BranchSupervisor(Actor):
     Its pooled workers are named after it and forgotten by the system when they end.
     """
 
+    reuse_thread = True  # one per parallel node per run: a parked thread saves a thread start
+
     def __init__(self) -> None:
         super().__init__()
         self._batches: dict[str, _BatchState] = {}

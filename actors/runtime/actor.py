@@ -21,6 +21,7 @@ import pykka
 from pykka import messages as pykka_messages
 from pykka._envelope import Envelope
 
+from actors.runtime._threads import LoopThread
 from actors.runtime.cancel import CancelReason
 from actors.runtime.errors import ActorDeadError, StartError
 from actors.runtime.futures import GuardedThreadingFuture, mark_castflow_thread
@@ -60,10 +61,14 @@ class Actor(pykka.ThreadingActor):
         reply_errors: exception types that, raised while answering an ``ask``, are returned to
             the asker without crashing the actor. Any other exception crashes the actor (and
             is returned to the asker as well).
+        reuse_thread: run the loop on an idle thread of the system's reservoir when there is
+            one, and park the thread there when the loop ends (for actors started in numbers
+            for every run, whose threads hold no state of their own once the loop ends).
     """
 
     use_daemon_thread: ClassVar[bool] = True
     reply_errors: ClassVar[tuple[type[Exception], ...]] = ()
+    reuse_thread: ClassVar[bool] = False
 
     handle: ActorHandle[Any]
     system: ActorSystem
@@ -83,7 +88,7 @@ class Actor(pykka.ThreadingActor):
         self._ended = False
         self.started: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.terminated: concurrent.futures.Future[ExitReason] = concurrent.futures.Future()
-        self.thread: threading.Thread | None = None
+        self.loop_thread: LoopThread | None = None
         self.abandoned = False
 
     # -- pykka hooks -------------------------------------------------------------------
@@ -98,14 +103,24 @@ class Actor(pykka.ThreadingActor):
 
     def _start_actor_loop(self) -> None:
         context = contextvars.copy_context()
-        thread = threading.Thread(
-            target=context.run,
-            args=(self._actor_loop,),
-            name=f"{self.system.name}/{self.handle.name}#{self.incarnation}",
-            daemon=self.use_daemon_thread,
-        )
-        self.thread = thread
-        thread.start()
+
+        def run() -> bool:
+            context.run(self._actor_loop)
+            # An abandoned incarnation's thread ends with its stuck work, never reused.
+            return not self.abandoned
+
+        loop = LoopThread(f"{self.system.name}/{self.handle.name}#{self.incarnation}", run)
+        self.loop_thread = loop
+        if self.reuse_thread and self.use_daemon_thread:
+            self.system._thread_reservoir.start(loop)
+        else:
+            loop.start(daemon=self.use_daemon_thread)
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The thread running (or that ran) this incarnation's loop."""
+        loop = self.loop_thread
+        return loop.thread if loop is not None else None
 
     # -- user API ------------------------------------------------------------------------
 

@@ -443,8 +443,12 @@ class LeafWorker(Actor):
     """A pooled actor that runs sync leaf tasks in its own thread, one at a time.
 
     Started by one ``_Wake``, it takes jobs from its pool's queue until the queue is empty,
-    then parks until its pool queues more work, until it is stopped or abandoned.
+    then parks until its pool queues more work, until it is stopped or abandoned. Its thread
+    is borrowed from the system's reservoir of idle threads when one is parked there, and
+    goes back to it when the worker ends (unless the worker was abandoned).
     """
+
+    reuse_thread = True
 
     def __init__(self, queue: _WorkQueue) -> None:
         super().__init__()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from actors.runtime._threads import LoopThread, ThreadReservoir
 from actors.runtime.cancel import CancelReason, CancelScope
 from actors.runtime.clock import MONOTONIC, Clock
 from actors.runtime.errors import BlockingCallError, StartError, SystemShutDownError
@@ -49,6 +50,8 @@ S = TypeVar("S", bound="SystemService")
 
 DEFAULT_START_TIMEOUT = 5.0
 DEFAULT_CANCELLATION_TIMEOUT = 1.0
+DEFAULT_IDLE_THREAD_TIMEOUT = 5.0
+DEFAULT_MAX_IDLE_THREADS = 256
 
 
 def _noop() -> None:
@@ -179,6 +182,9 @@ class ActorSystem:
         max_isolated_workers: the size of the pool of worker processes that run
             process-isolated tools (started on the first isolated call); ``min(4, cpus)`` if
             ``None``.
+        idle_thread_timeout: seconds a thread that ran a leaf worker stays parked for reuse
+            by a later worker before it ends.
+        max_idle_threads: the most threads parked for reuse at once.
     """
 
     def __init__(
@@ -191,7 +197,15 @@ class ActorSystem:
         start_timeout: float | None = DEFAULT_START_TIMEOUT,
         cancellation_timeout: float = DEFAULT_CANCELLATION_TIMEOUT,
         max_isolated_workers: int | None = None,
+        idle_thread_timeout: float = DEFAULT_IDLE_THREAD_TIMEOUT,
+        max_idle_threads: int = DEFAULT_MAX_IDLE_THREADS,
     ) -> None:
+        if idle_thread_timeout < 0:
+            msg = f"idle_thread_timeout must be >= 0 seconds, got {idle_thread_timeout}"
+            raise ValueError(msg)
+        if max_idle_threads < 0:
+            msg = f"max_idle_threads must be >= 0, got {max_idle_threads}"
+            raise ValueError(msg)
         if max_isolated_workers is not None and max_isolated_workers < 1:
             msg = f"max_isolated_workers must be at least 1, got {max_isolated_workers}"
             raise ValueError(msg)
@@ -220,9 +234,12 @@ class ActorSystem:
         self._names = itertools.count(1)
         self._handles: dict[str, ActorHandle[Any]] = {}
         self._live: dict[int, Actor] = {}
-        # Threads of actors that ended and are still unwinding (publishing their Down):
-        # shutdown joins them too, so none outlives it.
-        self._ending: list[threading.Thread] = []
+        self._thread_reservoir = ThreadReservoir(
+            name, idle_timeout=idle_thread_timeout, max_idle=max_idle_threads
+        )
+        # Loops of actors that ended and are still unwinding (publishing their Down):
+        # shutdown waits for them too, so none outlives it.
+        self._ending: list[LoopThread] = []
         self._roots: list[ActorHandle[Any]] = []
         self._abandoned: list[tuple[threading.Thread | None, str, float]] = []
         self._dead_letters = 0
@@ -482,10 +499,10 @@ class ActorSystem:
     def _actor_ended(self, actor: Actor, reason: ExitReason) -> None:
         with self._lock:
             self._live.pop(id(actor), None)
-            thread = actor.thread
-            if thread is threading.current_thread():
-                self._ending = [t for t in self._ending if t.is_alive()]
-                self._ending.append(thread)
+            loop = actor.loop_thread
+            if loop is not None and loop.thread is threading.current_thread():
+                self._ending = [ending for ending in self._ending if not ending.finished]
+                self._ending.append(loop)
         actor.handle._notify_down(actor, reason)
         if self.events.has_subscribers:
             event_type = ActorStopped if reason.is_normal else ActorFailed
@@ -774,11 +791,11 @@ class ActorSystem:
         Root supervisors (``supervise``) are stopped first, newest first, each waited for, so
         their trees stop in order. Then every actor's scope is cancelled (reason
         ``shutdown``) and every actor is asked to stop; those still running at the deadline
-        are abandoned. Then the leaf pools, the services (worker processes of isolated tools
-        are stopped and reaped; those that had to be killed are reported), the asyncio loop
-        (tasks cancelled, async generators closed) and the timer thread stop. Messages kept
-        for actors that were restarting become dead letters. Idempotent: a second call returns
-        the first report.
+        are abandoned, and the threads parked for reuse end. Then the leaf pools, the services
+        (worker processes of isolated tools are stopped and reaped; those that had to be killed
+        are reported), the asyncio loop (tasks cancelled, async generators closed) and the
+        timer thread stop. Messages kept for actors that were restarting become dead letters.
+        Idempotent: a second call returns the first report.
 
         Returns:
             What was stopped and which threads were abandoned.
@@ -802,15 +819,16 @@ class ActorSystem:
             actor._request_stop("system shutdown")
         stopped = 0
         for actor in reversed(actors):
-            thread = actor.thread
-            if thread is not None:
-                thread.join(max(0.0, deadline - time.monotonic()))
-            if thread is None or not thread.is_alive():
+            loop = actor.loop_thread
+            if loop is None or loop.join(max(0.0, deadline - time.monotonic())):
                 stopped += 1
             else:
                 self.abandon(actor, time.monotonic() - started)
-        for thread in ending:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        for loop in ending:
+            loop.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            stuck = {thread for thread, _owner, _waited in self._abandoned if thread is not None}
+        self._thread_reservoir.close(deadline, keep=stuck)
         killed = self._close_services(deadline)
         self._stop_loop(deadline)
         self.timers.stop(max(0.0, deadline - time.monotonic()))

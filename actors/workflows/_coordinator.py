@@ -185,6 +185,8 @@ class Coordinator(Actor, Generic[W]):
     and optionally ``pending`` (names of children that would still have run).
     """
 
+    reuse_thread = True  # one per workflow node per run: a parked thread saves a thread start
+
     def __init__(self, node: W) -> None:
         super().__init__()
         self.node = node
