@@ -17,6 +17,7 @@ backoff (the branch keeps its slot meanwhile). Every final result goes to the ba
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -523,29 +524,26 @@ class BranchSupervisor(Actor):
         batch = state.batch
         branch = attempt.branch
         task = leaf.prepare(branch.input())
-        if batch.limits.limits_memory and not getattr(task, "isolated", False):
+        isolated = getattr(task, "isolated", False)
+        if batch.limits.limits_memory and not isolated:
             msg = (
                 f"branch {branch.name!r}: tool {task.name!r} runs in a thread, where a "
                 "memory limit cannot be enforced; run it process-isolated or drop the limit"
             )
             raise MemoryLimitUnsupportedError(msg)
-
-        def decided(result: StepResult) -> None:
-            self._attempt_done(state, attempt, token, result)
-
         call = batch.call
         job: LeafJob = new_job(
             task,
             parent=call.scope,
             timeout=timeout,
             cancellation_timeout=batch.cancellation_timeout,
-            on_decided=decided,
+            on_decided=functools.partial(self._attempt_done, state, attempt, token),
             semaphores=call.semaphores + branch.semaphores
             if branch.semaphores
             else call.semaphores,
             run_permits=call.env.permits,
             label=branch.name,
-            memory_limit=batch.limits.branch_memory if getattr(task, "isolated", False) else None,
+            memory_limit=batch.limits.branch_memory if isolated else None,
         )
         attempt.scope = job.scope
         self._leaves.admit(job)

@@ -203,11 +203,6 @@ class CancelScope:
         timers: TimerService | None = None,
         name: str = "",
     ) -> None:
-        if deadline is not None and timeout is not None:
-            raise ValueError(
-                f"cancel scope {name!r}: give a deadline or a timeout, not both "
-                f"(deadline={deadline!r}, timeout={timeout!r})"
-            )
         if parent is not None:
             if clock is None:
                 clock = parent._clock
@@ -226,7 +221,17 @@ class CancelScope:
                 f"service {timers.clock!r}; deadlines would be read on different scales"
             )
 
-        own = self._own_deadline(deadline, timeout, clock, name)
+        self._setup(self._own_deadline(deadline, timeout, clock, name), parent, clock, timers, name)
+
+    def _setup(
+        self,
+        own: float | None,
+        parent: CancelScope | None,
+        clock: Clock,
+        timers: TimerService | None,
+        name: str,
+    ) -> None:
+        """Initialise a scope whose clock and timer service have been checked."""
         inherited = None if parent is None else parent._deadline
         if own is not None and (inherited is None or own < inherited):
             self._deadline = own
@@ -257,6 +262,11 @@ class CancelScope:
     def _own_deadline(
         deadline: float | None, timeout: float | None, clock: Clock, name: str
     ) -> float | None:
+        if deadline is not None and timeout is not None:
+            raise ValueError(
+                f"cancel scope {name!r}: give a deadline or a timeout, not both "
+                f"(deadline={deadline!r}, timeout={timeout!r})"
+            )
         if timeout is not None:
             timeout = float(timeout)
             if math.isnan(timeout) or timeout < 0:
@@ -288,7 +298,12 @@ class CancelScope:
         Returns:
             The new scope; it is already cancelled if this one is.
         """
-        return CancelScope(deadline=deadline, timeout=timeout, parent=self, name=name)
+        # The child's clock and timers are this scope's, already checked: only its own
+        # deadline needs validating.
+        own = self._own_deadline(deadline, timeout, self._clock, name)
+        scope = CancelScope.__new__(CancelScope)
+        scope._setup(own, self, self._clock, self._timers, name)
+        return scope
 
     @property
     def name(self) -> str:

@@ -369,7 +369,8 @@ def branches_of(specs: Iterable[StepSpec], make_input: Any, *, start: int = 0) -
             index=index,
             name=spec.name,
             step=spec.step,
-            input=_mapped(spec, make_input),
+            # Without a mapping the branch takes ``make_input`` itself: no wrapper per branch.
+            input=make_input if spec.input is None else _mapped(spec, make_input),
             timeout=spec.timeout,
             semaphores=spec.semaphores,
         )
