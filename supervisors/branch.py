@@ -29,9 +29,8 @@ from typing import Any, TypeGuard
 from actors.runtime.actor import Actor
 from actors.runtime.cancel import CancelReason, CancelScope
 from actors.runtime.errors import CastflowError
-from actors.runtime.futures import ActorFuture
-from actors.runtime.leaves import Leaf, LeafDispatcher, LeafJob, LeafTask, SubmitLeaf, new_job
-from actors.runtime.permits import PermitRegistry, Semaphore
+from actors.runtime.leaves import Leaf, LeafDispatcher, LeafJob, OwnerExecutor, new_job
+from actors.runtime.permits import Semaphore
 from actors.runtime.results import ErrorInfo, Status, StepResult
 from actors.runtime.steps import ForgetOnDown, Step, StepCall
 from actors.runtime.timers import TimerHandle
@@ -289,60 +288,6 @@ _Final = tuple[_BatchState, _Attempt, StepResult]
 """A branch's final result, reported once the slots it freed are refilled."""
 
 
-class _Executor:
-    """The leaf executor the branches of a supervisor hand to the steps nested in them.
-
-    ``memory_limit`` is the branch budget given to the isolated leaves nested in a branch.
-    """
-
-    __slots__ = ("_handle", "_memory_limit", "_supervisor")
-
-    def __init__(self, supervisor: BranchSupervisor, memory_limit: int | None = None) -> None:
-        self._supervisor = supervisor
-        self._handle = supervisor.handle
-        self._memory_limit = memory_limit
-
-    def submit(
-        self,
-        task: LeafTask,
-        *,
-        parent: CancelScope,
-        timeout: float | None = None,
-        cancellation_timeout: float | None = None,
-        semaphores: tuple[Semaphore, ...] = (),
-        run_permits: PermitRegistry | None = None,
-    ) -> ActorFuture[StepResult]:
-        """Run ``task`` on the supervisor's workers (called from any thread)."""
-        system = self._supervisor.system
-        future: ActorFuture[StepResult] = ActorFuture()
-        job = new_job(
-            task,
-            parent=parent,
-            timeout=timeout,
-            cancellation_timeout=(
-                system.cancellation_timeout
-                if cancellation_timeout is None
-                else cancellation_timeout
-            ),
-            on_decided=future.set_result,
-            semaphores=semaphores,
-            run_permits=run_permits,
-            memory_limit=self._memory_limit if getattr(task, "isolated", False) else None,
-        )
-        self._handle.tell(SubmitLeaf(job))
-        if not self._handle.is_alive() and not future.done():
-            job.decided = True
-            job.scope.close()
-            future.set_result(
-                StepResult(
-                    name=task.name,
-                    status=Status.CANCELLED,
-                    error=ErrorInfo(type="castflow.Cancelled", message="the run has ended"),
-                )
-            )
-        return future
-
-
 # -- the supervisor -----------------------------------------------------------------------
 
 
@@ -368,10 +313,10 @@ class BranchSupervisor(Actor):
         self._leaves = LeafDispatcher(
             self, self.handle.name, None, worker_watchers=(ForgetOnDown(self.system),)
         )
-        self._executor = _Executor(self)
+        self._executor = OwnerExecutor(self)
 
     @property
-    def executor(self) -> _Executor:
+    def executor(self) -> OwnerExecutor:
         """The leaf executor of every step nested in this supervisor's branches."""
         return self._executor
 
@@ -572,7 +517,7 @@ class BranchSupervisor(Actor):
                 scope=attempt.scope,
                 semaphores=branch.semaphores,
             ),
-            leaves=self._executor if budget is None else _Executor(self, budget),
+            leaves=self._executor if budget is None else OwnerExecutor(self, budget),
             group=key,
         )
         branch.step.start(call)

@@ -54,6 +54,7 @@ __all__ = [
     "LeafPool",
     "LeafTask",
     "LeafWorker",
+    "OwnerExecutor",
     "SubmitLeaf",
     "new_job",
 ]
@@ -240,6 +241,65 @@ class SubmitLeaf:
     """Request to an executor's actor: admit ``job``."""
 
     job: LeafJob
+
+
+class OwnerExecutor:
+    """The leaf executor of an actor that owns a ``LeafDispatcher``: jobs reach it as messages.
+
+    The steps nested in a parallel branch or a stream stage run their leaves on the pooled
+    workers of the branch supervisor or stream coordinator that started them, through this.
+
+    Args:
+        owner: the actor whose dispatcher admits the jobs (it handles ``SubmitLeaf``).
+        memory_limit: the budget (bytes) given to the process-isolated leaves submitted here.
+    """
+
+    __slots__ = ("_handle", "_memory_limit", "_system")
+
+    def __init__(self, owner: Actor, memory_limit: int | None = None) -> None:
+        self._system = owner.system
+        self._handle = owner.handle
+        self._memory_limit = memory_limit
+
+    def submit(
+        self,
+        task: LeafTask,
+        *,
+        parent: CancelScope,
+        timeout: float | None = None,
+        cancellation_timeout: float | None = None,
+        semaphores: tuple[Semaphore, ...] = (),
+        run_permits: PermitRegistry | None = None,
+    ) -> ActorFuture[StepResult]:
+        """Run ``task`` on the owner's workers (called from any thread).
+
+        If the owner has stopped (its run has ended), the result is ``cancelled`` at once.
+        """
+        future: ActorFuture[StepResult] = ActorFuture()
+        grace = self._system.cancellation_timeout
+        job = new_job(
+            task,
+            parent=parent,
+            timeout=timeout,
+            cancellation_timeout=grace if cancellation_timeout is None else cancellation_timeout,
+            on_decided=future.set_result,
+            semaphores=semaphores,
+            run_permits=run_permits,
+            memory_limit=self._memory_limit if getattr(task, "isolated", False) else None,
+        )
+        handle = self._handle
+        handle.tell(SubmitLeaf(job))
+        if not handle.is_alive() and not future.done():
+            job.decided = True
+            job.scope.close()
+            future.set_result(
+                StepResult(
+                    name=task.name,
+                    status=Status.CANCELLED,
+                    error=ErrorInfo(type="castflow.Cancelled", message="the run has ended"),
+                )
+            )
+        return future
 
 
 @dataclass(frozen=True, slots=True)

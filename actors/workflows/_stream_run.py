@@ -26,9 +26,7 @@ from types import TracebackType
 from typing import Any, cast
 
 from actors.runtime.cancel import CancelScope
-from actors.runtime.futures import ActorFuture
-from actors.runtime.leaves import Leaf, LeafDispatcher, LeafTask, SubmitLeaf, new_job
-from actors.runtime.permits import PermitRegistry, Semaphore
+from actors.runtime.leaves import Leaf, LeafDispatcher, OwnerExecutor, new_job
 from actors.runtime.results import ErrorInfo, Status, StepResult
 from actors.runtime.steps import ForgetOnDown, cancelled_result
 from actors.workflows._coordinator import Coordinator, Instance, failure, why_cut
@@ -135,56 +133,6 @@ class _Pulled:
     outcome: concurrent.futures.Future[Any]
 
 
-class _Executor:
-    """The leaf executor of the steps a stream's stages start: the coordinator's workers."""
-
-    __slots__ = ("_coordinator",)
-
-    def __init__(self, coordinator: StreamCoordinator) -> None:
-        self._coordinator = coordinator
-
-    def submit(
-        self,
-        task: LeafTask,
-        *,
-        parent: CancelScope,
-        timeout: float | None = None,
-        cancellation_timeout: float | None = None,
-        semaphores: tuple[Semaphore, ...] = (),
-        run_permits: PermitRegistry | None = None,
-    ) -> ActorFuture[StepResult]:
-        """Run ``task`` on the coordinator's workers (called from any thread)."""
-        coordinator = self._coordinator
-        system = coordinator.system
-        future: ActorFuture[StepResult] = ActorFuture()
-        job = new_job(
-            task,
-            parent=parent,
-            timeout=timeout,
-            cancellation_timeout=(
-                system.cancellation_timeout
-                if cancellation_timeout is None
-                else cancellation_timeout
-            ),
-            on_decided=future.set_result,
-            semaphores=semaphores,
-            run_permits=run_permits,
-        )
-        handle = coordinator.handle
-        handle.tell(SubmitLeaf(job))
-        if not handle.is_alive() and not future.done():
-            job.decided = True
-            job.scope.close()
-            future.set_result(
-                StepResult(
-                    name=task.name,
-                    status=Status.CANCELLED,
-                    error=ErrorInfo(type="castflow.Cancelled", message="the run has ended"),
-                )
-            )
-        return future
-
-
 # -- the coordinator ----------------------------------------------------------------------
 
 
@@ -205,7 +153,7 @@ class StreamCoordinator(Coordinator[StreamWorkflow]):
         self._leaves = LeafDispatcher(
             self, self.handle.name, None, worker_watchers=(ForgetOnDown(self.system),)
         )
-        self._executor = _Executor(self)
+        self._executor = OwnerExecutor(self)
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch one message: unit replies, async pulls, worker news, instance requests."""
