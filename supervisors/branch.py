@@ -313,7 +313,7 @@ class BranchSupervisor(Actor):
         self._leaves = LeafDispatcher(
             self, self.handle.name, None, worker_watchers=(ForgetOnDown(self.system),)
         )
-        self._executor = OwnerExecutor(self)
+        self._executor = OwnerExecutor(self.system, self.handle)
 
     @property
     def executor(self) -> OwnerExecutor:
@@ -517,7 +517,9 @@ class BranchSupervisor(Actor):
                 scope=attempt.scope,
                 semaphores=branch.semaphores,
             ),
-            leaves=self._executor if budget is None else OwnerExecutor(self, budget),
+            leaves=self._executor
+            if budget is None
+            else OwnerExecutor(self.system, self.handle, memory_limit=budget),
             group=key,
         )
         branch.step.start(call)

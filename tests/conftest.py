@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from actors.runtime.system import ActorSystem
+from tests.parallel_kit import Gates
 
 THREAD_GRACE = 10.0
 
@@ -38,3 +39,11 @@ def system() -> Iterator[ActorSystem]:
     finally:
         report = sys_.shutdown(timeout=10.0)
         assert report.clean, f"shutdown left threads running: {report.abandoned}"
+
+
+@pytest.fixture
+def gates(system: ActorSystem) -> Iterator[Gates]:
+    """Gates opened at teardown, before ``system`` shuts down: no tool outlives the test."""
+    handed_out = Gates()
+    yield handed_out
+    handed_out.release_all()

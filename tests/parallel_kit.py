@@ -15,7 +15,7 @@ from typing import Any
 
 from actors.runtime.cancel import CancelReason
 from actors.runtime.events import Event, StepFinished
-from actors.runtime.results import Status
+from actors.runtime.results import Status, StepResult
 from actors.runtime.system import ActorSystem
 from actors.tools import Tool, ToolContext, tool
 from tests.helpers import WAIT
@@ -259,3 +259,8 @@ def metered(
             meter.leave()
 
     return tool(measure, name=name)
+
+
+def statuses(records: list[StepResult]) -> list[tuple[str, Status]]:
+    """``(name, status)`` of every record, in order."""
+    return [(record.name, record.status) for record in records]

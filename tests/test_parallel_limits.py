@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -44,23 +43,11 @@ from tests.parallel_kit import (
     holding,
     metered,
     raising,
+    statuses,
     stuck,
     wait_until,
 )
 from tests.workflow_tools import double, inc
-
-
-@pytest.fixture
-def gates() -> Iterator[Gates]:
-    """Gates opened at teardown (before the system shuts down, as it is set up after it)."""
-    handed_out = Gates()
-    yield handed_out
-    handed_out.release_all()
-
-
-def statuses(records: list[StepResult]) -> list[tuple[str, Status]]:
-    """``(name, status)`` of every record, in order."""
-    return [(record.name, record.status) for record in records]
 
 
 class Flaky:

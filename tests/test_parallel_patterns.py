@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,7 +14,6 @@ from actors import (
     ParallelWorkflow,
     SequentialWorkflow,
     Status,
-    StepResult,
     ToolContext,
     WorkflowDefinitionError,
     WorkflowError,
@@ -28,21 +26,8 @@ from actors.workflows.fan_out import FanOutWorkflow, SplitterOutputError
 from actors.workflows.fork_join import ForkJoinWorkflow
 from actors.workflows.scatter_gather import ScatterGatherWorkflow
 from tests.helpers import WAIT
-from tests.parallel_kit import Gates, Meter, Probe, holding, metered, raising, returning
+from tests.parallel_kit import Gates, Meter, Probe, holding, metered, raising, returning, statuses
 from tests.workflow_tools import double, fail, inc
-
-
-@pytest.fixture
-def gates() -> Iterator[Gates]:
-    """Gates opened at teardown, so no tool outlives the test."""
-    handed_out = Gates()
-    yield handed_out
-    handed_out.release_all()
-
-
-def statuses(records: list[StepResult]) -> list[tuple[str, Status]]:
-    """``(name, status)`` of every record, in order."""
-    return [(record.name, record.status) for record in records]
 
 
 @tool

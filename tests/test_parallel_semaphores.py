@@ -6,8 +6,6 @@ import random
 import threading
 from collections.abc import Iterator
 
-import pytest
-
 from actors import (
     ActorSystem,
     Aggregation,
@@ -35,14 +33,6 @@ from tests.parallel_kit import (
     wait_until,
     watch_finished,
 )
-
-
-@pytest.fixture
-def gates() -> Iterator[Gates]:
-    """Gates opened at teardown (before the system shuts down, as it is set up after it)."""
-    handed_out = Gates()
-    yield handed_out
-    handed_out.release_all()
 
 
 def permits_back(system: ActorSystem, sem: Semaphore) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -35,7 +34,7 @@ from actors.workflows.fan_out import FanOutWorkflow
 from actors.workflows.fork_join import ForkJoinWorkflow
 from actors.workflows.scatter_gather import ScatterGatherWorkflow
 from tests.helpers import WAIT
-from tests.parallel_kit import Gates, Probe, holding, raising, watch_finished
+from tests.parallel_kit import Probe, holding, raising, watch_finished
 from tests.workflow_tools import double, inc
 
 
@@ -43,14 +42,6 @@ from tests.workflow_tools import double, inc
 def numbers(n: int) -> list[int]:
     """``[0, 1, ..., n - 1]``."""
     return list(range(n))
-
-
-@pytest.fixture
-def gates() -> Iterator[Gates]:
-    """Gates opened at teardown, so no tool outlives the test."""
-    handed_out = Gates()
-    yield handed_out
-    handed_out.release_all()
 
 
 class Journal:

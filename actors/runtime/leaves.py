@@ -42,6 +42,7 @@ from actors.runtime.results import ErrorInfo, Status, StepResult
 from actors.runtime.timers import TimerServiceStoppedError
 
 if TYPE_CHECKING:
+    from actors.runtime.handle import ActorHandle
     from actors.runtime.system import ActorSystem
     from actors.runtime.timers import Receiver, TimerHandle
 
@@ -246,20 +247,31 @@ class SubmitLeaf:
 class OwnerExecutor:
     """The leaf executor of an actor that owns a ``LeafDispatcher``: jobs reach it as messages.
 
-    The steps nested in a parallel branch or a stream stage run their leaves on the pooled
-    workers of the branch supervisor or stream coordinator that started them, through this.
+    The system's ``LeafPool`` submits through one to its manager; the steps nested in a
+    parallel branch or a stream stage run their leaves on the pooled workers of the branch
+    supervisor or stream coordinator that started them, through one each.
 
     Args:
-        owner: the actor whose dispatcher admits the jobs (it handles ``SubmitLeaf``).
+        system: the owner's system (its cancellation timeout is the default grace).
+        owner: the handle of the actor whose dispatcher admits the jobs (``SubmitLeaf``).
         memory_limit: the budget (bytes) given to the process-isolated leaves submitted here.
+        gone: why a job submitted after the owner stopped is ``cancelled`` at once.
     """
 
-    __slots__ = ("_handle", "_memory_limit", "_system")
+    __slots__ = ("_gone", "_handle", "_memory_limit", "_system")
 
-    def __init__(self, owner: Actor, memory_limit: int | None = None) -> None:
-        self._system = owner.system
-        self._handle = owner.handle
+    def __init__(
+        self,
+        system: ActorSystem,
+        owner: ActorHandle[Any],
+        *,
+        memory_limit: int | None = None,
+        gone: str = "the run has ended",
+    ) -> None:
+        self._system = system
+        self._handle = owner
         self._memory_limit = memory_limit
+        self._gone = gone
 
     def submit(
         self,
@@ -273,7 +285,11 @@ class OwnerExecutor:
     ) -> ActorFuture[StepResult]:
         """Run ``task`` on the owner's workers (called from any thread).
 
-        If the owner has stopped (its run has ended), the result is ``cancelled`` at once.
+        The future resolves with the task's ``StepResult``, never an exception; if the owner
+        has stopped, the result is ``cancelled`` at once.
+
+        Raises:
+            ValueError: ``timeout`` is negative.
         """
         future: ActorFuture[StepResult] = ActorFuture()
         grace = self._system.cancellation_timeout
@@ -296,7 +312,7 @@ class OwnerExecutor:
                 StepResult(
                     name=task.name,
                     status=Status.CANCELLED,
-                    error=ErrorInfo(type="castflow.Cancelled", message="the run has ended"),
+                    error=ErrorInfo(type="castflow.Cancelled", message=self._gone),
                 )
             )
         return future
@@ -943,6 +959,7 @@ class LeafPool:
         self._manager = system.spawn(
             _PoolManager, name, max_workers, name=f"{name}-leaves", wait=False
         )
+        self._executor = OwnerExecutor(system, self._manager, gone="the pool has stopped")
 
     def submit(
         self,
@@ -968,33 +985,14 @@ class LeafPool:
         Raises:
             ValueError: ``timeout`` is negative.
         """
-        grace = (
-            self.system.cancellation_timeout
-            if cancellation_timeout is None
-            else cancellation_timeout
-        )
-        future: ActorFuture[StepResult] = ActorFuture()
-        job = new_job(
+        return self._executor.submit(
             task,
             parent=parent,
             timeout=timeout,
-            cancellation_timeout=grace,
-            on_decided=future.set_result,
+            cancellation_timeout=cancellation_timeout,
             semaphores=semaphores,
             run_permits=run_permits,
         )
-        self._manager.tell(SubmitLeaf(job))
-        if not self._manager.is_alive() and not future.done():
-            job.decided = True
-            job.scope.close()
-            future.set_result(
-                StepResult(
-                    name=task.name,
-                    status=Status.CANCELLED,
-                    error=ErrorInfo(type="castflow.Cancelled", message="the pool has stopped"),
-                )
-            )
-        return future
 
     def close(self) -> None:
         """Stop admitting; pending jobs are decided as cancelled."""

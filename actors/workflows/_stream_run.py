@@ -153,7 +153,7 @@ class StreamCoordinator(Coordinator[StreamWorkflow]):
         self._leaves = LeafDispatcher(
             self, self.handle.name, None, worker_watchers=(ForgetOnDown(self.system),)
         )
-        self._executor = OwnerExecutor(self)
+        self._executor = OwnerExecutor(self.system, self.handle)
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch one message: unit replies, async pulls, worker news, instance requests."""
