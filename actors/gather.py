@@ -467,6 +467,9 @@ class GatherActor(Actor):
             self._decide(batch, batch.expect.policy.cut(status, error), item.why)
             return
         if isinstance(item, BranchReport):
+            gate = batch.expect.gate
+            if gate is not None:
+                gate.take()
             batch.admitted = max(batch.admitted, item.admitted)
             env = batch.expect.env
             if env is not None and env.partials is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -155,14 +156,42 @@ class AdmissionGate:
     Both happen under one lock, so no branch starts after the decision, even before
     ``CancelRemaining`` reaches the supervisor, and the gather records exactly the branches
     that started as cut and the others as skipped.
+
+    A ``paced`` gate also keeps the gather's backlog bounded: the supervisor counts the
+    results it has sent (``sent``), the gather calls :meth:`take` for each one it takes.
+    While ``backlog_limit`` or more are on their way, the supervisor admits nothing; the
+    gather calls ``on_room`` once it has caught up by half (both are set by the supervisor
+    when the batch starts). A slow reducer holds the branches back instead of piling their
+    results up in its mailbox.
+
+    Args:
+        paced: whether the receiver of the batch's reports calls :meth:`take` for each
+            ``BranchReport`` (``GatherActor`` does); an unpaced gate never holds admission.
     """
 
-    __slots__ = ("_admitted", "_closed", "_lock")
+    __slots__ = (
+        "_admitted",
+        "_closed",
+        "_lock",
+        "_stalled",
+        "backlog_limit",
+        "on_room",
+        "paced",
+        "sent",
+        "taken",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, *, paced: bool = False) -> None:
+        self.paced = paced
         self._lock = threading.Lock()
         self._admitted = 0
         self._closed = False
+        self._stalled = False
+        # Each written by one thread only: ``sent`` by the supervisor, ``taken`` by the gather.
+        self.sent = 0
+        self.taken = 0
+        self.backlog_limit = 0
+        self.on_room: Callable[[], None] | None = None
 
     def admit(self) -> bool:
         """Count one more branch admitted; False, counting nothing, once the gate is closed."""
@@ -177,6 +206,26 @@ class AdmissionGate:
         with self._lock:
             self._closed = True
             return self._admitted
+
+    def stall(self) -> bool:
+        """The supervisor's side: whether it must wait for the gather (``on_room`` then tells).
+
+        Raises no flag the gather could miss: the backlog is read again after the flag is up.
+        """
+        with self._lock:
+            self._stalled = True
+            if self.sent - self.taken < self.backlog_limit:
+                self._stalled = False
+        return self._stalled
+
+    def take(self) -> None:
+        """The gather's side: one result taken; wake a waiting supervisor once there is room."""
+        self.taken += 1
+        if self._stalled and self.sent - self.taken <= self.backlog_limit // 2:
+            with self._lock:
+                wake, self._stalled = self._stalled, False
+            if wake and self.on_room is not None:
+                self.on_room()
 
 
 @dataclass(slots=True, eq=False)
@@ -254,6 +303,11 @@ class _StepReplied:
 
 
 @dataclass(frozen=True, slots=True)
+class _GatherCaughtUp:
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
 class _RetryDue:
     key: str
     index: int
@@ -289,6 +343,9 @@ _Final = tuple[_BatchState, _Attempt, StepResult]
 
 
 # -- the supervisor -----------------------------------------------------------------------
+
+_MIN_BACKLOG = 64
+"""The fewest results a batch may have on their way to its gather before admission waits."""
 
 
 class BranchSupervisor(Actor):
@@ -335,6 +392,8 @@ class BranchSupervisor(Actor):
                     self._cut(key, why)
                 case _RetryDue(key, index, token):
                     self._retry_due(key, index, token)
+                case _GatherCaughtUp(key):
+                    self._caught_up(key)
                 case _:
                     if not self._leaves.handle(message):
                         return super().on_receive(message)
@@ -366,7 +425,16 @@ class BranchSupervisor(Actor):
     def _start(self, batch: BranchBatch) -> None:
         state = _BatchState(batch, _admission_limit(batch.limits))
         self._batches[batch.key] = state
+        gate = batch.gate
+        gate.backlog_limit = max(2 * state.limit, _MIN_BACKLOG) if gate.paced else sys.maxsize
+        handle, key = self.handle, batch.key
+        gate.on_room = lambda: handle.tell(_GatherCaughtUp(key))
         self._conclude(state, self._admit(state))
+
+    def _caught_up(self, key: str) -> None:
+        state = self._batches.get(key)
+        if state is not None:
+            self._conclude(state, self._admit(state))
 
     def _settle(self) -> None:
         """Refill the slots of the branches that ended during this message, then report them.
@@ -404,6 +472,8 @@ class BranchSupervisor(Actor):
             and len(running) < state.limit
             and not batch.call.scope.cancelled
         ):
+            if gate.sent - gate.taken >= gate.backlog_limit and gate.stall():
+                break  # the gather lags behind: admission resumes when it catches up
             try:
                 branch = next(batch.branches)
             except StopIteration:
@@ -584,6 +654,7 @@ class BranchSupervisor(Actor):
                 update["started_at"] = attempt.first_started_at
                 update["started_wall"] = attempt.first_started_wall
             final = result.model_copy(update=update)
+        state.batch.gate.sent += 1
         self._emit(state, BranchReport(state.batch.key, branch.index, final, state.admitted))
 
     def _emit(self, state: _BatchState, item: BatchNotice) -> None:

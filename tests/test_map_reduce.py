@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import tracemalloc
 from collections.abc import Iterator
 from typing import Any
@@ -291,3 +292,38 @@ def test_memory_does_not_grow_with_the_number_of_items(system: ActorSystem) -> N
     assert value == sum(i * i for i in range(8_000))
     # Eight times the items: memory stays within a small constant of the small run's.
     assert large_peak < small_peak + 400_000
+
+
+def test_a_slow_reducer_holds_the_items_back_instead_of_queueing_their_results(
+    system: ActorSystem,
+) -> None:
+    # Mapping is instant, folding is slow: without back-pressure from the reducer, thousands
+    # of results would wait in its mailbox. Items run only while few results are unfolded.
+    lock = threading.Lock()
+    counts = {"mapped": 0, "folded": 0, "most_unfolded": 0}
+
+    @tool
+    def mark(x: int) -> int:
+        """Count the item mapped; note how many mapped items are not folded yet."""
+        with lock:
+            counts["mapped"] += 1
+            unfolded = counts["mapped"] - counts["folded"]
+            counts["most_unfolded"] = max(counts["most_unfolded"], unfolded)
+        return x
+
+    def slow_add(acc: int, value: int) -> int:
+        """Sum, slowly (a reducer writing to a store)."""
+        time.sleep(0.0005)
+        with lock:
+            counts["folded"] += 1
+        return acc + value
+
+    concurrency = 4
+    flow = MapReduceWorkflow(mark, slow_add, initial=0, max_concurrency=concurrency)
+    result = system.run(flow, range(1500), timeout=WAIT)
+    assert result.status is Status.OK
+    assert result.value == sum(range(1500))
+    assert counts["folded"] == 1500
+    # At most the backlog bound (64 at this concurrency) on their way, plus the running
+    # items and one drain's worth that finished meanwhile.
+    assert counts["most_unfolded"] <= 64 + 2 * concurrency + 1

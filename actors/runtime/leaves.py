@@ -431,13 +431,16 @@ class _WorkQueue:
     """What an owner and its workers share: ready jobs, parked workers, completed jobs.
 
     Workers take ready jobs themselves and keep going while there are any, so a busy pool
-    costs no message per job. A worker that finds the queue empty parks on its own lock,
-    which the owner releases when it queues a job (one parked worker per job queued); an
-    inbox round trip per wake-up would cost more than a no-op job. The owner is told of
-    completions with one ``_Drain`` per batch (only when none is already on its way).
+    costs no message per job. A worker that finds the queue empty parks on its own lock.
+    Parked workers are woken one at a time: a put wakes one when no wake-up is already on its
+    way, and whoever takes a job while more are waiting passes the wake-up on. Every queued
+    job still finds a worker as soon as it needs one (a job that blocks has woken the next
+    worker before it runs), but quick jobs are mostly taken by workers already awake instead
+    of costing a thread switch each. The owner is told of completions with one ``_Drain``
+    per batch (only when none is already on its way).
     """
 
-    __slots__ = ("done", "lock", "notified", "owner", "parked", "ready")
+    __slots__ = ("done", "lock", "notified", "owner", "parked", "ready", "waking")
 
     def __init__(self, owner: Actor) -> None:
         self.owner = owner
@@ -445,34 +448,51 @@ class _WorkQueue:
         self.ready: deque[LeafJob] = deque()
         # Parked workers and the locks they wait on; whoever removes an entry releases it.
         self.parked: dict[LeafWorker, threading.Lock] = {}
+        # Workers woken for work that have not taken a job yet (at most one, but for stops).
+        self.waking: set[LeafWorker] = set()
         self.done: list[_Done] = []
         self.notified = False
 
     def put(self, jobs: list[LeafJob]) -> int:
-        """Queue ``jobs`` and wake a parked worker for each; return how many found none."""
+        """Queue ``jobs``; return how many of them no parked worker is there to take."""
         with self.lock:
             self.ready.extend(jobs)
-            woken = [self.parked.popitem()[1] for _ in range(min(len(jobs), len(self.parked)))]
-        for signal in woken:
+            idle = len(self.parked)
+            signal = self._pass_wake()
+        if signal is not None:
             signal.release()
-        return len(jobs) - len(woken)
+        return max(0, len(jobs) - idle)
 
     def take(self, worker: LeafWorker) -> LeafJob | None:
         """The next ready job, now assigned to ``worker``; jobs decided meanwhile are skipped."""
         skipped: list[LeafJob] = []
+        signal = None
         try:
             with self.lock:
+                self.waking.discard(worker)
                 while self.ready:
                     job = self.ready.popleft()
                     if job.decided:
                         skipped.append(job)
                         continue
                     job.worker = worker
+                    # Before this job runs (it may block): the next waiting job needs a worker.
+                    signal = self._pass_wake()
                     return job
                 return None
         finally:
+            if signal is not None:
+                signal.release()
             for job in skipped:
                 job.release_permits()
+
+    def _pass_wake(self) -> threading.Lock | None:
+        """Under the lock: the signal of a parked worker to wake, if jobs wait and none is waking."""
+        if not self.ready or self.waking or not self.parked:
+            return None
+        worker, signal = self.parked.popitem()
+        self.waking.add(worker)
+        return signal
 
     def park(self, worker: LeafWorker, signal: threading.Lock) -> bool:
         """Park ``worker`` on ``signal`` until a job is queued; False if it must not wait.
@@ -494,6 +514,17 @@ class _WorkQueue:
             return False
         signal.release()
         return True
+
+    def leave(self, worker: LeafWorker) -> None:
+        """``worker`` takes no more jobs: a wake-up it was given goes to another worker."""
+        with self.lock:
+            self.parked.pop(worker, None)
+            if worker not in self.waking:
+                return
+            self.waking.discard(worker)
+            signal = self._pass_wake()
+        if signal is not None:
+            signal.release()
 
     def complete(self, done: _Done) -> None:
         """Hand a finished job to the owner (one ``_Drain`` message per batch)."""
@@ -544,16 +575,19 @@ class LeafWorker(Actor):
         if not isinstance(message, _Wake):
             return super().on_receive(message)
         queue = self._queue
-        while not self.abandoned and not self.scope.cancelled:
-            job = queue.take(self)
-            if job is None:
-                if queue.park(self, self._signal):
-                    self._signal.acquire()
-                continue
-            done = self._run(job)
-            if self.abandoned:
-                return None  # given up on: the job was decided long ago, nothing to report
-            queue.complete(done)
+        try:
+            while not self.abandoned and not self.scope.cancelled:
+                job = queue.take(self)
+                if job is None:
+                    if queue.park(self, self._signal):
+                        self._signal.acquire()
+                    continue
+                done = self._run(job)
+                if self.abandoned:
+                    return None  # given up on: the job was decided long ago, nothing to report
+                queue.complete(done)
+        finally:
+            queue.leave(self)
         return None
 
     def _run(self, job: LeafJob) -> _Done:

@@ -278,7 +278,7 @@ class FanCoordinator(Coordinator[F]):
         def cancel_rest(why: str) -> None:
             supervisor.tell(CancelRemaining(key, why))
 
-        gate = AdmissionGate()
+        gate = AdmissionGate(paced=True)  # the gather takes each report through it
         gather.tell(
             ExpectBatch(
                 key,
