@@ -487,7 +487,7 @@ class _WorkQueue:
                 job.release_permits()
 
     def _pass_wake(self) -> threading.Lock | None:
-        """Under the lock: the signal of a parked worker to wake, if jobs wait and none is waking."""
+        """Under the lock: a parked worker to wake, if jobs wait and no wake-up is on its way."""
         if not self.ready or self.waking or not self.parked:
             return None
         worker, signal = self.parked.popitem()
