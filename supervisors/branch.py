@@ -368,7 +368,11 @@ class BranchSupervisor(Actor):
     def on_start(self) -> None:
         """Set up the workers' dispatcher and the executor nested steps use."""
         self._leaves = LeafDispatcher(
-            self, self.handle.name, None, worker_watchers=(ForgetOnDown(self.system),)
+            self,
+            self.handle.name,
+            None,
+            worker_watchers=(ForgetOnDown(self.system),),
+            share_workers=True,
         )
         self._executor = OwnerExecutor(self.system, self.handle)
 

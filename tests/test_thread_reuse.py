@@ -69,6 +69,15 @@ def parked(system: ActorSystem, count: int = 1) -> Callable[[], bool]:
     return lambda: system._thread_reservoir.idle >= count
 
 
+def spares(system: ActorSystem) -> int:
+    kept = system._spare_leaf_workers
+    return 0 if kept is None else len(kept.parked)
+
+
+def spare_workers(system: ActorSystem, count: int = 1) -> Callable[[], bool]:
+    return lambda: spares(system) >= count
+
+
 def loop_of(run: Callable[[], bool], name: str = "loop") -> LoopThread:
     return LoopThread(name, run)
 
@@ -177,8 +186,9 @@ def test_a_later_runs_leaf_worker_reuses_a_parked_thread_renamed_after_that_run(
     names: list[str] = []
     flow = ParallelWorkflow([recording(threads, names)], max_concurrency=1)
     first = system.run(flow, 1, timeout=WAIT)
-    # The run's coordinator, gather, branch supervisor and leaf worker all park.
-    wait_until(parked(system, 4), what="the first run's threads to park")
+    # The run's coordinator, gather and branch supervisor park; its leaf worker is a spare.
+    wait_until(parked(system, 3), what="the first run's threads to park")
+    wait_until(spare_workers(system), what="the first run's leaf worker to be kept as a spare")
     before = set(threading.enumerate())
     second = system.run(flow, 2, timeout=WAIT)
     assert first.value == [1]
@@ -231,11 +241,29 @@ def test_parked_worker_threads_end_after_the_systems_idle_timeout() -> None:
             [recording(threads, names, before=together.wait)] * 4, max_concurrency=4
         )
         assert system.run(flow, 1, timeout=WAIT).value == [1] * 4
+        # The workers are kept as spares for a later run, then end once idle for 0.05 s.
         for thread in threads:
             thread.join(WAIT)
         assert not any(thread.is_alive() for thread in threads)
+        assert spares(system) == 0
         # The run's other actors (coordinator, gather, supervisor) park a little later.
         wait_until(lambda: system._thread_reservoir.idle == 0, what="every parked thread to end")
+    finally:
+        report = system.shutdown(timeout=WAIT)
+    assert report.clean
+
+
+def test_no_spare_worker_is_kept_when_no_thread_may_idle() -> None:
+    threads: list[threading.Thread] = []
+    names: list[str] = []
+    system = ActorSystem("reuse-none", max_idle_threads=0)
+    try:
+        flow = ParallelWorkflow([recording(threads, names)] * 4, max_concurrency=2)
+        assert system.run(flow, 1, timeout=WAIT).value == [1] * 4
+        for thread in set(threads):
+            thread.join(WAIT)
+            assert not thread.is_alive()
+        assert spares(system) == 0
     finally:
         report = system.shutdown(timeout=WAIT)
     assert report.clean

@@ -442,7 +442,7 @@ class _WorkQueue:
 
     __slots__ = ("done", "lock", "notified", "owner", "parked", "ready", "waking")
 
-    def __init__(self, owner: Actor) -> None:
+    def __init__(self, owner: Actor | None) -> None:
         self.owner = owner
         self.lock = threading.Lock()
         self.ready: deque[LeafJob] = deque()
@@ -515,6 +515,15 @@ class _WorkQueue:
         signal.release()
         return True
 
+    def hand_over(self, worker: LeafWorker, spares: _SpareWorkers) -> bool:
+        """Move ``worker``, if it is parked here, to the system's spare workers (still parked)."""
+        with self.lock:
+            signal = self.parked.pop(worker, None)
+        if signal is None:
+            return False
+        spares.keep(worker, signal)
+        return True
+
     def leave(self, worker: LeafWorker) -> None:
         """``worker`` takes no more jobs: a wake-up it was given goes to another worker."""
         with self.lock:
@@ -528,12 +537,14 @@ class _WorkQueue:
 
     def complete(self, done: _Done) -> None:
         """Hand a finished job to the owner (one ``_Drain`` message per batch)."""
+        owner = self.owner
+        assert owner is not None  # spare workers run no jobs
         with self.lock:
             self.done.append(done)
             if self.notified:
                 return
             self.notified = True
-        self.owner.handle.tell(_Drain())
+        owner.handle.tell(_Drain())
 
     def take_done(self) -> list[_Done]:
         """Everything completed since the last call (the owner's side)."""
@@ -541,6 +552,114 @@ class _WorkQueue:
             done, self.done = self.done, []
             self.notified = False
         return done
+
+
+class _SpareWorkers(_WorkQueue):
+    """Idle leaf workers of one system, between the per-run owners they serve.
+
+    A branch supervisor or stream coordinator lives as long as its run; when it stops, its
+    parked workers move here, still parked, instead of ending, and the next owner that needs
+    a worker adopts one instead of spawning an actor. A spare idle for the system's
+    ``idle_thread_timeout`` is stopped (checked by a timer while there are spares); at most
+    ``max_idle_threads`` are kept.
+    """
+
+    __slots__ = ("_idle_since", "_sweep_armed", "_system")
+
+    def __init__(self, system: ActorSystem) -> None:
+        super().__init__(None)
+        self._system = system
+        self._idle_since: dict[LeafWorker, float] = {}
+        self._sweep_armed = False
+
+    def has_room(self) -> bool:
+        """Whether one more spare worker may be kept."""
+        return len(self.parked) < self._system.max_idle_threads
+
+    def keep(self, worker: LeafWorker, signal: threading.Lock) -> None:
+        """Take ``worker`` (parked on ``signal``, which nobody else will release) as a spare."""
+        arm = False
+        with self.lock:
+            worker._queue = self
+            # Checked after the move: a stop from now on reaches this queue's ``unpark``.
+            stopping = worker.abandoned or worker.scope.cancelled
+            if not stopping:
+                self.parked[worker] = signal
+                self._idle_since[worker] = time.monotonic()
+                arm = not self._sweep_armed
+                self._sweep_armed = True
+        if stopping:
+            signal.release()
+        elif arm:
+            self._arm(self._system.idle_thread_timeout)
+
+    def adopt(self, queue: _WorkQueue) -> tuple[LeafWorker, threading.Lock] | None:
+        """A spare worker, now working for ``queue``, and the signal that wakes it.
+
+        Returns ``None`` if no spare is idle.
+        """
+        with self.lock:
+            if not self.parked:
+                return None
+            worker, signal = self.parked.popitem()  # the most recently parked: the warmest
+            del self._idle_since[worker]
+            worker._queue = queue
+        return worker, signal
+
+    def unpark(self, worker: LeafWorker) -> bool:
+        """Wake ``worker`` if it is a spare (it is stopping)."""
+        with self.lock:
+            self._idle_since.pop(worker, None)
+        return super().unpark(worker)
+
+    def sweep(self) -> None:
+        """Stop the spares idle for ``idle_thread_timeout``; check again while any are left."""
+        timeout = self._system.idle_thread_timeout
+        now = time.monotonic()
+        expired: list[tuple[LeafWorker, threading.Lock]] = []
+        with self.lock:
+            for worker, since in list(self._idle_since.items()):  # the oldest first
+                if now - since < timeout:
+                    break
+                del self._idle_since[worker]
+                signal = self.parked.pop(worker, None)
+                if signal is not None:
+                    expired.append((worker, signal))
+            oldest = next(iter(self._idle_since.values()), None)
+            self._sweep_armed = oldest is not None
+        for worker, signal in expired:
+            worker.handle.stop()  # cancels its scope first: it ends when it wakes
+            signal.release()
+        if oldest is not None:
+            self._arm(max(0.0, oldest + timeout - now))
+
+    def _arm(self, delay: float) -> None:
+        try:
+            self._system.timers.schedule(delay, _SweepSpares(self), None)
+        except TimerServiceStoppedError:
+            return  # the system is shutting down: it stops every worker
+
+
+@dataclass(frozen=True, slots=True)
+class _SweepSpares:
+    """Timer target: stops the spare workers idle for too long."""
+
+    spares: _SpareWorkers
+
+    def tell(self, _message: object) -> None:
+        """Run the sweep (on the timer thread: it only stops workers, which is quick)."""
+        self.spares.sweep()
+
+
+def spare_workers(system: ActorSystem) -> _SpareWorkers:
+    """The system's spare leaf workers (made on first use)."""
+    spares = system._spare_leaf_workers
+    if spares is None:
+        with system._lock:
+            spares = system._spare_leaf_workers
+            if spares is None:
+                spares = system._spare_leaf_workers = _SpareWorkers(system)
+    return spares
 
 
 # -- the worker ---------------------------------------------------------------------------
@@ -552,14 +671,15 @@ class LeafWorker(Actor):
     Started by one ``_Wake``, it takes jobs from its pool's queue until the queue is empty,
     then parks until its pool queues more work, until it is stopped or abandoned. Its thread
     is borrowed from the system's reservoir of idle threads when one is parked there, and
-    goes back to it when the worker ends (unless the worker was abandoned).
+    goes back to it when the worker ends (unless the worker was abandoned). A worker of a
+    per-run owner outlives it as a spare the next owner adopts (see ``_SpareWorkers``).
     """
 
     reuse_thread = True
 
     def __init__(self, queue: _WorkQueue) -> None:
         super().__init__()
-        self._queue = queue
+        self._queue = queue  # whose jobs it takes; changes as it moves between owners
         self._signal = threading.Lock()
         self._signal.acquire()  # held while the worker runs: a parked worker waits for it
 
@@ -574,20 +694,21 @@ class LeafWorker(Actor):
         """Run queued jobs, parking while there are none, until this worker is stopping."""
         if not isinstance(message, _Wake):
             return super().on_receive(message)
-        queue = self._queue
+        signal = self._signal
         try:
             while not self.abandoned and not self.scope.cancelled:
+                queue = self._queue
                 job = queue.take(self)
                 if job is None:
-                    if queue.park(self, self._signal):
-                        self._signal.acquire()
+                    if queue.park(self, signal):
+                        signal.acquire()  # then it may work for another queue (adopted)
                     continue
                 done = self._run(job)
                 if self.abandoned:
                     return None  # given up on: the job was decided long ago, nothing to report
                 queue.complete(done)
         finally:
-            queue.leave(self)
+            self._queue.leave(self)
         return None
 
     def _run(self, job: LeafJob) -> _Done:
@@ -621,6 +742,9 @@ class LeafDispatcher:
         name: names the worker actors.
         max_workers: the most worker threads at once, or ``None`` for no fixed cap.
         worker_watchers: receivers of every worker's ``Down``.
+        share_workers: the owner lives as long as a run: it adopts the system's spare
+            workers before it spawns any (renamed after it), and its idle workers become spares
+            when it stops.
     """
 
     def __init__(
@@ -630,11 +754,13 @@ class LeafDispatcher:
         max_workers: int | None,
         *,
         worker_watchers: tuple[Receiver, ...] = (),
+        share_workers: bool = False,
     ) -> None:
         self._owner = owner
         self._name = name
         self._max_workers = max_workers
         self._worker_watchers = worker_watchers
+        self._spares = spare_workers(owner.system) if share_workers else None
         self._queue = _WorkQueue(owner)
         self._workers: set[LeafWorker] = set()
         self._waiting: set[LeafJob] = set()
@@ -782,20 +908,25 @@ class LeafDispatcher:
         # A worker per sync job at most: a busy worker takes the next queued job itself.
         cap = self._sync_jobs if self._max_workers is None else self._max_workers
         for _ in range(min(unwoken, cap - len(self._workers))):
-            self._spawn_worker().handle.tell(_Wake())
+            self._add_worker()
 
-    def _spawn_worker(self) -> LeafWorker:
+    def _add_worker(self) -> None:
+        """Put one more worker on the queue: an adopted spare, else a new one."""
+        name = f"{self._name}-leaf-{next(self._worker_names)}"
+        adopted = None if self._spares is None else self._spares.adopt(self._queue)
+        if adopted is not None:
+            worker, signal = adopted
+            self._owner.system._rename(worker, name)  # before it runs a job of this owner
+            self._workers.add(worker)
+            signal.release()
+            return
         handle = self._owner.system.spawn(
-            LeafWorker,
-            self._queue,
-            name=f"{self._name}-leaf-{next(self._worker_names)}",
-            watchers=self._worker_watchers,
-            wait=False,
+            LeafWorker, self._queue, name=name, watchers=self._worker_watchers, wait=False
         )
-        worker = handle._actor
-        assert worker is not None
-        self._workers.add(worker)
-        return worker
+        spawned = handle._actor
+        assert spawned is not None
+        self._workers.add(spawned)
+        handle.tell(_Wake())
 
     def _start_async(self, job: LeafJob) -> None:
         job.started_at = time.monotonic()
@@ -882,7 +1013,7 @@ class LeafDispatcher:
             replace = bool(queue.ready) and not queue.parked
         if replace:
             # The freed capacity lets a queued job start on a fresh worker.
-            self._spawn_worker().handle.tell(_Wake())
+            self._add_worker()
 
     def _decide(self, job: LeafJob, status: Status, value: Any, error: ErrorInfo | None) -> None:
         if job.decided:
@@ -946,8 +1077,18 @@ class LeafDispatcher:
         self._waiting.clear()
         self._running.clear()
         self._sync_jobs = 0
+        spares = self._spares
+        running = {worker for worker, _grace in busy}
         for worker in list(self._workers):
-            worker.handle.stop()
+            # An idle worker of a per-run owner serves the next one; the others end. One that
+            # ran a job this owner did not see finish ends too: its abandon check is pending.
+            if (
+                spares is None
+                or worker in running
+                or not spares.has_room()
+                or not queue.hand_over(worker, spares)
+            ):
+                worker.handle.stop()
         # A busy worker's abandon check would come to this owner, which is ending: the system's
         # timer gives up the ones whose tool ignores its cancellation past the grace.
         for worker, grace in busy:

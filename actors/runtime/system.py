@@ -37,7 +37,7 @@ from actors.runtime.timers import Receiver, TimerService
 
 if TYPE_CHECKING:
     from actors.runtime.actor import Actor
-    from actors.runtime.leaves import Leaf, LeafPool
+    from actors.runtime.leaves import Leaf, LeafPool, _SpareWorkers
     from actors.runtime.results import StepResult
 
 __all__ = ["AbandonedThread", "ActorSystem", "KilledProcess", "ShutdownReport", "SystemService"]
@@ -234,6 +234,9 @@ class ActorSystem:
         self._names = itertools.count(1)
         self._handles: dict[str, ActorHandle[Any]] = {}
         self._live: dict[int, Actor] = {}
+        self.idle_thread_timeout = idle_thread_timeout
+        self.max_idle_threads = max_idle_threads
+        self._spare_leaf_workers: _SpareWorkers | None = None
         self._thread_reservoir = ThreadReservoir(
             name, idle_timeout=idle_thread_timeout, max_idle=max_idle_threads
         )
@@ -360,6 +363,30 @@ class ActorSystem:
             handle: ActorHandle[Any] = ActorHandle(name, self)
             self._handles[name] = handle
             return handle
+
+    def _rename(self, actor: Actor, name: str) -> None:
+        """Give a running actor a new name: in the registry, its loop and its thread.
+
+        A leaf worker adopted by another owner takes a name after it, so threads and events
+        name the run they serve.
+
+        Raises:
+            ValueError: another actor has that name.
+        """
+        handle = actor.handle
+        with self._lock:
+            if name in self._handles:
+                msg = f"an actor named {name!r} already exists in system {self.name!r}"
+                raise ValueError(msg)
+            if self._handles.get(handle.name) is handle:
+                del self._handles[handle.name]
+            handle.name = name
+            self._handles[name] = handle
+        loop = actor.loop_thread
+        if loop is not None:
+            loop.name = f"{self.name}/{name}#{actor.incarnation}"
+            if loop.thread is not None:
+                loop.thread.name = loop.name
 
     def _unregister(self, handle: ActorHandle[Any]) -> None:
         with self._lock:

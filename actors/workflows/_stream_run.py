@@ -151,7 +151,11 @@ class StreamCoordinator(Coordinator[StreamWorkflow]):
     def on_start(self) -> None:
         """Set up the pooled workers the stages' leaves run on."""
         self._leaves = LeafDispatcher(
-            self, self.handle.name, None, worker_watchers=(ForgetOnDown(self.system),)
+            self,
+            self.handle.name,
+            None,
+            worker_watchers=(ForgetOnDown(self.system),),
+            share_workers=True,
         )
         self._executor = OwnerExecutor(self.system, self.handle)
 
