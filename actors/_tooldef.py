@@ -1272,6 +1272,11 @@ class ToolTask:
         """Whether the tool is a coroutine function."""
         return self.tool.is_async
 
+    @property
+    def uses_scope(self) -> bool:
+        """Whether the tool sees its cancel scope: only through a ``ToolContext`` parameter."""
+        return self.tool.context_param is not None
+
     def execute(self, env: LeafEnv) -> Any:
         """Call the tool (an async tool's coroutine is returned, not awaited)."""
         ctx = None

@@ -322,7 +322,8 @@ class _Attempt:
     branch: Branch
     number: int = 0
     token: int = 0
-    scope: CancelScope | None = None
+    scope: CancelScope | None = None  # the running attempt's own scope, if it has one
+    job: LeafJob | None = None  # a running leaf in the batch's scope, cancelled by hand
     retry_timer: TimerHandle | None = None
     first_started_at: float | None = None
     first_started_wall: datetime | None = None
@@ -563,8 +564,13 @@ class BranchSupervisor(Actor):
             run_permits=call.env.permits,
             label=branch.name,
             memory_limit=batch.limits.branch_memory if isolated else None,
+            # _cancel_remaining cancels it, also when the batch's scope is cut (CutBranches).
+            cancelled_by_owner=True,
         )
-        attempt.scope = job.scope
+        if job.own_scope:
+            attempt.scope = job.scope
+        else:
+            attempt.job = job
         self._leaves.admit(job)
 
     def _start_step(
@@ -617,6 +623,7 @@ class BranchSupervisor(Actor):
         if attempt.scope is not None:
             attempt.scope.close()
             attempt.scope = None
+        attempt.job = None
         retry = state.batch.retry
         if (
             retry is not None
@@ -702,6 +709,8 @@ class BranchSupervisor(Actor):
                 self._report(state, attempt.branch, cut, attempts=attempt.number)
             elif attempt.scope is not None:
                 attempt.scope.cancel(CancelReason.CANCELLED)
+            elif attempt.job is not None:
+                self._leaves.cancel(attempt.job)
         self._forget_if_done(state)
 
     def _forget_if_done(self, state: _BatchState) -> None:

@@ -123,6 +123,15 @@ class LeafTask(Protocol):
         ...
 
 
+def uses_scope(task: LeafTask) -> bool:
+    """Whether ``task`` looks at its scope while it runs (a task that does not say, does).
+
+    A task may say it does not with a ``uses_scope`` attribute; its executor may then skip
+    making it a scope of its own.
+    """
+    return bool(getattr(task, "uses_scope", True))
+
+
 @runtime_checkable
 class Leaf(Protocol):
     """Something that can be called on a leaf worker: tools implement it.
@@ -169,7 +178,12 @@ class LeafExecutor(Protocol):
 
 @dataclass(slots=True, eq=False)
 class LeafJob:
-    """One leaf execution as an executor tracks it, from submission to its decision."""
+    """One leaf execution as an executor tracks it, from submission to its decision.
+
+    ``own_scope`` is False for a job that runs in its parent's scope (see ``new_job``): its
+    owner cancels it through ``LeafDispatcher.cancel``, and nothing closes or cancels that
+    scope on the job's behalf.
+    """
 
     task: LeafTask
     scope: CancelScope
@@ -190,6 +204,7 @@ class LeafJob:
     finished: bool = False
     remove_callback: Callable[[], None] | None = field(default=None, repr=False)
     permit_timer: TimerHandle | None = field(default=None, repr=False)
+    own_scope: bool = True
 
     def release_permits(self) -> None:
         """Give back the job's permits (idempotent)."""
@@ -211,11 +226,15 @@ def new_job(
     run_permits: PermitRegistry | None = None,
     label: str | None = None,
     memory_limit: int | None = None,
+    cancelled_by_owner: bool = False,
 ) -> LeafJob:
     """A job for ``task`` whose scope is a child of ``parent`` (with its own ``timeout``).
 
     ``label`` names the job's result (the task's name by default); ``memory_limit`` (bytes)
-    reaches the task through its ``LeafEnv``.
+    reaches the task through its ``LeafEnv``. ``cancelled_by_owner`` says the job's owner
+    cancels it itself (``LeafDispatcher.cancel``), also when ``parent`` is cancelled: a sync
+    job with no timeout, no semaphores and a task that does not use its scope then runs in
+    ``parent``'s scope, which costs nothing to make, watch or close.
 
     Raises:
         ValueError: ``timeout`` is negative.
@@ -223,9 +242,17 @@ def new_job(
     if timeout is not None and timeout < 0:
         msg = f"timeout must be >= 0 seconds, got {timeout}"
         raise ValueError(msg)
+    shared = (
+        cancelled_by_owner
+        and timeout is None
+        and not semaphores
+        and not task.is_async
+        and not uses_scope(task)
+    )
     return LeafJob(
         task=task,
-        scope=parent.child(timeout=timeout, name=task.name),
+        scope=parent if shared else parent.child(timeout=timeout, name=task.name),
+        own_scope=not shared,
         call_id=f"{task.name}-{next(_call_ids)}",
         on_decided=on_decided,
         cancellation_timeout=cancellation_timeout,
@@ -822,10 +849,11 @@ class LeafDispatcher:
         """Start ``job``: permits first, then a worker (or the event loop for async tasks)."""
         if job.decided:
             return
-        owner = self._owner.handle
-        job.remove_callback = job.scope.add_callback(lambda _s: owner.tell(_Cancelled(job)))
-        if job.decided:
-            return
+        if job.own_scope:
+            owner = self._owner.handle
+            job.remove_callback = job.scope.add_callback(lambda _s: owner.tell(_Cancelled(job)))
+            if job.decided:
+                return
         self._publish_started(job)
         if job.semaphores:
             self._request_permits(job)
@@ -976,6 +1004,14 @@ class LeafDispatcher:
             if not job.task.is_async:
                 self._sync_jobs -= 1
 
+    def cancel(self, job: LeafJob) -> None:
+        """Cancel ``job`` (one in its parent's scope: see ``new_job``) as its scope would be.
+
+        It is decided ``timeout`` if the parent's deadline has passed, else ``cancelled``; a
+        worker that runs on past the job's grace is abandoned.
+        """
+        self._cancelled(job)
+
     def _cancelled(self, job: LeafJob) -> None:
         if job.decided:
             return
@@ -1031,7 +1067,8 @@ class LeafDispatcher:
             started_wall=job.started_wall,
             finished_wall=datetime.now(UTC),
         )
-        job.scope.close()
+        if job.own_scope:
+            job.scope.close()
         system = self._owner.system
         events = system.events
         if events.has_subscribers:
@@ -1060,8 +1097,12 @@ class LeafDispatcher:
             queue.ready.clear()
         for job in [*self._running, *self._waiting]:
             if not job.decided:
-                job.scope.cancel(CancelReason.SHUTDOWN)
-                self._decide(job, Status.CANCELLED, None, _cancel_error(job.scope))
+                if job.own_scope:
+                    job.scope.cancel(CancelReason.SHUTDOWN)
+                    error = _cancel_error(job.scope)
+                else:
+                    error = ErrorInfo(type="castflow.Cancelled", message="cancelled (shutdown)")
+                self._decide(job, Status.CANCELLED, None, error)
             if not job.dispatched:
                 if job.permit_timer is not None:
                     job.permit_timer.cancel()
