@@ -471,12 +471,10 @@ class BranchSupervisor(Actor):
         batch = state.batch
         gate = batch.gate
         running = state.running
-        while (
-            not state.exhausted
-            and state.cancelled is None
-            and len(running) < state.limit
-            and not batch.call.scope.cancelled
-        ):
+        if batch.call.scope.cancelled:
+            return None  # the coordinator's CutBranches is on its way
+        refusal = self._refusal(batch)  # checked once a pass: new abandonments come rarely
+        while not state.exhausted and state.cancelled is None and len(running) < state.limit:
             if gate.sent - gate.taken >= gate.backlog_limit and gate.stall():
                 break  # the gather lags behind: admission resumes when it catches up
             try:
@@ -491,7 +489,6 @@ class BranchSupervisor(Actor):
             if not gate.admit():
                 break  # the gather has decided: its CancelRemaining is on its way
             state.admitted += 1
-            refusal = self._refusal(batch)
             if refusal is not None:
                 self._report(state, branch, _refused(branch, refusal), attempts=0)
                 continue

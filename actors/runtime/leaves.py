@@ -205,6 +205,7 @@ class LeafJob:
     remove_callback: Callable[[], None] | None = field(default=None, repr=False)
     permit_timer: TimerHandle | None = field(default=None, repr=False)
     own_scope: bool = True
+    is_async: bool = False  # the task's, read once
 
     def release_permits(self) -> None:
         """Give back the job's permits (idempotent)."""
@@ -242,15 +243,17 @@ def new_job(
     if timeout is not None and timeout < 0:
         msg = f"timeout must be >= 0 seconds, got {timeout}"
         raise ValueError(msg)
+    is_async = task.is_async
     shared = (
         cancelled_by_owner
         and timeout is None
         and not semaphores
-        and not task.is_async
+        and not is_async
         and not uses_scope(task)
     )
     return LeafJob(
         task=task,
+        is_async=is_async,
         scope=parent if shared else parent.child(timeout=timeout, name=task.name),
         own_scope=not shared,
         call_id=f"{task.name}-{next(_call_ids)}",
@@ -854,7 +857,8 @@ class LeafDispatcher:
             job.remove_callback = job.scope.add_callback(lambda _s: owner.tell(_Cancelled(job)))
             if job.decided:
                 return
-        self._publish_started(job)
+        if self._owner.system.events.has_subscribers:
+            self._publish_started(job)
         if job.semaphores:
             self._request_permits(job)
             return
@@ -919,7 +923,7 @@ class LeafDispatcher:
     def _ready(self, job: LeafJob) -> None:
         job.dispatched = True
         self._running.add(job)
-        if job.task.is_async:
+        if job.is_async:
             self._start_async(job)
             return
         self._sync_jobs += 1
@@ -1001,7 +1005,7 @@ class LeafDispatcher:
         """``job`` no longer needs a worker (it ended, was abandoned, or was never taken)."""
         if job in self._running:
             self._running.discard(job)
-            if not job.task.is_async:
+            if not job.is_async:
                 self._sync_jobs -= 1
 
     def cancel(self, job: LeafJob) -> None:
