@@ -493,12 +493,21 @@ class _WorkQueue:
             signal.release()
         return max(0, len(jobs) - idle)
 
-    def take(self, worker: LeafWorker) -> LeafJob | None:
-        """The next ready job, now assigned to ``worker``; jobs decided meanwhile are skipped."""
+    def take(self, worker: LeafWorker, done: _Done | None = None) -> LeafJob | None:
+        """The next ready job, now assigned to ``worker``; jobs decided meanwhile are skipped.
+
+        ``done``, the job ``worker`` just finished, is handed to the owner under the same lock
+        (see :meth:`complete`).
+        """
         skipped: list[LeafJob] = []
         signal = None
+        notify = False
         try:
             with self.lock:
+                if done is not None:
+                    self.done.append(done)
+                    notify = not self.notified
+                    self.notified = True
                 self.waking.discard(worker)
                 while self.ready:
                     job = self.ready.popleft()
@@ -511,10 +520,17 @@ class _WorkQueue:
                     return job
                 return None
         finally:
+            if notify:
+                self._notify()
             if signal is not None:
                 signal.release()
             for job in skipped:
                 job.release_permits()
+
+    def _notify(self) -> None:
+        owner = self.owner
+        assert owner is not None  # spare workers run no jobs
+        owner.handle.tell(_Drain())
 
     def _pass_wake(self) -> threading.Lock | None:
         """Under the lock: a parked worker to wake, if jobs wait and no wake-up is on its way."""
@@ -567,14 +583,12 @@ class _WorkQueue:
 
     def complete(self, done: _Done) -> None:
         """Hand a finished job to the owner (one ``_Drain`` message per batch)."""
-        owner = self.owner
-        assert owner is not None  # spare workers run no jobs
         with self.lock:
             self.done.append(done)
             if self.notified:
                 return
             self.notified = True
-        owner.handle.tell(_Drain())
+        self._notify()
 
     def take_done(self) -> list[_Done]:
         """Everything completed since the last call (the owner's side)."""
@@ -725,18 +739,22 @@ class LeafWorker(Actor):
         if not isinstance(message, _Wake):
             return super().on_receive(message)
         signal = self._signal
+        done: _Done | None = None  # handed in with the next take (one lock for both)
         try:
-            while not self.abandoned and not self.scope.cancelled:
+            # Once abandoned, the job it ran was decided long ago: nothing is handed in.
+            while not self.abandoned:
                 queue = self._queue
-                job = queue.take(self)
+                if self.scope.cancelled:
+                    if done is not None:
+                        queue.complete(done)
+                    break
+                job = queue.take(self, done)
+                done = None
                 if job is None:
                     if queue.park(self, signal):
                         signal.acquire()  # then it may work for another queue (adopted)
                     continue
                 done = self._run(job)
-                if self.abandoned:
-                    return None  # given up on: the job was decided long ago, nothing to report
-                queue.complete(done)
         finally:
             self._queue.leave(self)
         return None
