@@ -411,15 +411,22 @@ def _cancel_error(scope: CancelScope) -> ErrorInfo:
 def _outcome(
     job: LeafJob, call: Callable[..., Any], *args: Any
 ) -> tuple[Status, Any, ErrorInfo | None]:
-    """Run ``call(*args)`` (the task and its output check) and classify what happened."""
+    """Run ``call(*args)`` (the task and its output check) and classify what happened.
+
+    A job its owner has already decided (it was cut) is not described further: its outcome
+    is dropped, and formatting a traceback nobody reads would only hold the interpreter lock
+    while the cut's result travels to the caller.
+    """
     try:
         value = call(*args)
     except (CancelledError, asyncio.CancelledError) as exc:
         if job.scope.cancelled:
-            return _status_for_cancel(job.scope), None, ErrorInfo.from_exception(exc)
+            # The cancellation itself, not a fault: its traceback says nothing.
+            info = None if job.decided else ErrorInfo.from_exception(exc, with_traceback=False)
+            return _status_for_cancel(job.scope), None, info
         return Status.ERROR, None, ErrorInfo.from_exception(exc)
     except BaseException as exc:  # noqa: BLE001 - a tool's failure is a result, never a crash
-        return Status.ERROR, None, ErrorInfo.from_exception(exc)
+        return Status.ERROR, None, None if job.decided else ErrorInfo.from_exception(exc)
     return Status.OK, value, None
 
 
