@@ -792,6 +792,14 @@ class Tool(Generic[P, R]):
         setattr_(self, "isolated", import_path is not None)
         setattr_(self, "_import_path", import_path)
 
+    @property
+    def plain(self) -> bool:
+        """Whether a call runs in a thread and never sees its scope (no ``ToolContext``).
+
+        A parallel step may then prepare its branches ahead and let its workers start them.
+        """
+        return not self.is_async and not self.isolated and self.context_param is None
+
     # -- immutability ---------------------------------------------------------------------
 
     def __setattr__(self, name: str, value: object) -> NoReturn:

@@ -30,7 +30,7 @@ from typing import Any, TypeGuard
 from actors.runtime.actor import Actor
 from actors.runtime.cancel import CancelReason, CancelScope
 from actors.runtime.errors import CastflowError
-from actors.runtime.leaves import Leaf, LeafDispatcher, LeafJob, OwnerExecutor, new_job
+from actors.runtime.leaves import Lane, Leaf, LeafDispatcher, LeafJob, OwnerExecutor, new_job
 from actors.runtime.permits import Semaphore
 from actors.runtime.results import ErrorInfo, Status, StepResult
 from actors.runtime.steps import ForgetOnDown, Step, StepCall
@@ -324,6 +324,7 @@ class _Attempt:
     token: int = 0
     scope: CancelScope | None = None  # the running attempt's own scope, if it has one
     job: LeafJob | None = None  # a running leaf in the batch's scope, cancelled by hand
+    slot: bool = False  # holds a slot of the batch's lane (an attempt run the usual way)
     retry_timer: TimerHandle | None = None
     first_started_at: float | None = None
     first_started_wall: datetime | None = None
@@ -337,6 +338,13 @@ class _BatchState:
     admitted: int = 0
     exhausted: bool = False
     cancelled: str | None = None
+    # A batch of plain leaves prepares its branches ahead in a lane its workers start them
+    # from; a branch that cannot wait there is held until a slot frees up after them.
+    lane: Lane | None = None
+    held: Branch | None = None
+    pulled: int = 0
+    source_error: ErrorInfo | None = None
+    notice_sent: bool = False
 
 
 _Final = tuple[_BatchState, _Attempt, StepResult]
@@ -434,6 +442,12 @@ class BranchSupervisor(Actor):
         gate.backlog_limit = max(2 * state.limit, _MIN_BACKLOG) if gate.paced else sys.maxsize
         handle, key = self.handle, batch.key
         gate.on_room = lambda: handle.tell(_GatherCaughtUp(key))
+        if _lane_fits(batch):
+            state.lane = self._leaves.open_lane(
+                state.limit,
+                self._lane_admission(batch),
+                functools.partial(self._lane_started, state),
+            )
         self._conclude(state, self._admit(state))
 
     def _caught_up(self, key: str) -> None:
@@ -468,6 +482,8 @@ class BranchSupervisor(Actor):
 
     def _admit(self, state: _BatchState) -> BranchesExhausted | None:
         """Admit what fits; return the notice that the branches ran out, for the caller to send."""
+        if state.lane is not None:
+            return self._admit_to_lane(state, state.lane)
         batch = state.batch
         gate = batch.gate
         running = state.running
@@ -496,6 +512,132 @@ class BranchSupervisor(Actor):
             running[branch.index] = attempt
             self._begin_attempt(state, attempt)
         return None
+
+    # -- lanes: plain leaves prepared ahead, started by the workers ------------------------
+
+    def _lane_admission(self, batch: BranchBatch) -> Callable[[], bool | None]:
+        """What a worker asks (under the queue lock) before it starts a branch of ``batch``."""
+        system = self.system
+        gate = batch.gate
+        cap = batch.limits.max_abandoned_threads
+
+        def admit() -> bool | None:
+            alive = system.abandoned_alive()
+            if alive >= cap and alive > 0:
+                return None  # the supervisor refuses it on its next pass
+            return gate.admit()
+
+        return admit
+
+    def _admit_to_lane(self, state: _BatchState, lane: Lane) -> BranchesExhausted | None:
+        """Prepare branches ahead into the lane; start a held branch once a slot is its turn."""
+        batch = state.batch
+        gate = batch.gate
+        if batch.call.scope.cancelled:
+            return None  # the coordinator's CutBranches is on its way
+        refusal = self._refusal(batch)
+        if refusal is not None:
+            self._refuse_waiting(state, lane, refusal)
+        else:
+            self._leaves.start_waiting(lane)  # those left waiting while a thread was abandoned
+        while state.cancelled is None:
+            if state.held is not None:
+                if not self._start_held(state, lane, refusal):
+                    break
+                continue
+            if state.exhausted or len(lane.standby) >= state.limit:
+                break  # prepared a slot's worth ahead per slot
+            if gate.sent - gate.taken >= gate.backlog_limit and gate.stall():
+                break  # the gather lags behind: admission resumes when it catches up
+            try:
+                branch = next(batch.branches)
+            except StopIteration:
+                state.exhausted = True
+                break
+            except Exception as exc:  # noqa: BLE001 - a failing item source ends the batch
+                state.exhausted = True
+                state.source_error = ErrorInfo.from_exception(exc)
+                break
+            state.pulled += 1
+            if refusal is not None or not self._stand_by(state, lane, branch):
+                state.held = branch
+        return self._lane_exhausted(state, lane)
+
+    def _stand_by(self, state: _BatchState, lane: Lane, branch: Branch) -> bool:
+        """Put ``branch`` in the lane if it is a plain leaf that prepares; False otherwise."""
+        step = branch.step
+        if branch.timeout is not None or branch.semaphores or not getattr(step, "plain", False):
+            return False
+        if not _is_leaf(step):
+            return False
+        try:
+            task = step.prepare(branch.input())
+        except Exception:  # noqa: BLE001 - held: started the usual way, it fails then
+            return False
+        batch = state.batch
+        call = batch.call
+        attempt = _Attempt(branch, number=1, token=1)
+        job = new_job(
+            task,
+            parent=call.scope,
+            timeout=None,
+            cancellation_timeout=batch.cancellation_timeout,
+            on_decided=functools.partial(self._attempt_done, state, attempt, 1),
+            run_permits=call.env.permits,
+            label=branch.name,
+            cancelled_by_owner=True,
+        )
+        if job.own_scope:
+            return False  # the task uses its scope after all: run it the usual way
+        job.lane = lane
+        job.tag = attempt
+        attempt.job = job
+        self._leaves.stand_by(job)
+        return True
+
+    def _start_held(self, state: _BatchState, lane: Lane, refusal: CastflowError | None) -> bool:
+        """Start the held branch the usual way if a slot is free after the lane's; False if not."""
+        branch = state.held
+        assert branch is not None
+        if not self._leaves.reserve_slot(lane):
+            return False
+        state.held = None
+        if not state.batch.gate.admit():
+            self._leaves.release_slot(lane)
+            return False  # the gather has decided: its CancelRemaining is on its way
+        state.admitted += 1
+        if refusal is not None:
+            self._leaves.release_slot(lane)
+            self._report(state, branch, _refused(branch, refusal), attempts=0)
+            return True
+        attempt = _Attempt(branch, slot=True)
+        state.running[branch.index] = attempt
+        self._begin_attempt(state, attempt)
+        return True
+
+    def _refuse_waiting(self, state: _BatchState, lane: Lane, refusal: CastflowError) -> None:
+        """Too many abandoned threads: the branches waiting in the lane are refused, in order."""
+        for job in self._leaves.take_standby(lane):
+            branch = job.tag.branch
+            if not state.batch.gate.admit():
+                return  # the gather has decided: these never started
+            state.admitted += 1
+            self._report(state, branch, _refused(branch, refusal), attempts=0)
+
+    def _lane_started(self, state: _BatchState, job: LeafJob) -> None:
+        """A branch waiting in the lane started (a worker or this supervisor admitted it)."""
+        attempt: _Attempt = job.tag
+        state.admitted += 1
+        state.running[attempt.branch.index] = attempt
+        if state.cancelled is not None:
+            self._leaves.cancel(job)  # started just before the lane closed: cut it too
+
+    def _lane_exhausted(self, state: _BatchState, lane: Lane) -> BranchesExhausted | None:
+        """The notice that the branches ran out, once every branch pulled has started."""
+        if not state.exhausted or state.notice_sent or not _lane_idle(state, lane):
+            return None
+        state.notice_sent = True
+        return BranchesExhausted(state.batch.key, state.pulled, state.source_error)
 
     def _refusal(self, batch: BranchBatch) -> CastflowError | None:
         cap = batch.limits.max_abandoned_threads
@@ -621,6 +763,10 @@ class BranchSupervisor(Actor):
             attempt.scope.close()
             attempt.scope = None
         attempt.job = None
+        if attempt.slot:
+            attempt.slot = False
+            assert state.lane is not None
+            self._leaves.release_slot(state.lane)
         retry = state.batch.retry
         if (
             retry is not None
@@ -692,6 +838,9 @@ class BranchSupervisor(Actor):
         if state is None or state.cancelled is not None:
             return
         state.cancelled = why
+        if state.lane is not None:
+            self._leaves.close_lane(state.lane)  # what waits there never started
+            state.held = None
         for attempt in list(state.running.values()):
             if attempt.retry_timer is not None:
                 # Waiting for a retry: nothing runs, so the branch ends here.
@@ -713,14 +862,38 @@ class BranchSupervisor(Actor):
     def _forget_if_done(self, state: _BatchState) -> None:
         if state.running:
             return
-        if state.exhausted or state.cancelled is not None or state.batch.call.scope.cancelled:
-            if not state.exhausted:
+        lane = state.lane
+        all_started = state.exhausted and (lane is None or _lane_idle(state, lane))
+        if all_started or state.cancelled is not None or state.batch.call.scope.cancelled:
+            if lane is not None:
+                self._leaves.close_lane(lane)
+            if not all_started:
                 # Branches were never admitted, so no report will end the batch: tell the gather
                 # it is over. A cut that arrives after this (or arrived before the batch started)
                 # finds no batch here and would otherwise be lost; a decided gather ignores it.
                 why = state.cancelled or "the step was cancelled before it finished"
                 self._emit(state, BatchCut(state.batch.key, state.admitted, why))
             self._batches.pop(state.batch.key, None)
+
+
+def _lane_fits(batch: BranchBatch) -> bool:
+    """Whether a batch's plain leaves may be prepared ahead and started by its workers.
+
+    Not with retries, a per-attempt timeout, semaphores or memory limits: those need the
+    supervisor at each start.
+    """
+    limits = batch.limits
+    return (
+        batch.retry is None
+        and limits.execution_timeout is None
+        and not limits.limits_memory
+        and not batch.call.semaphores
+    )
+
+
+def _lane_idle(state: _BatchState, lane: Lane) -> bool:
+    """Whether nothing of the batch waits to start (read without the lock: it only shrinks)."""
+    return state.held is None and not lane.standby
 
 
 _leaf_kinds: dict[type[Any], bool] = {}

@@ -206,6 +206,8 @@ class LeafJob:
     permit_timer: TimerHandle | None = field(default=None, repr=False)
     own_scope: bool = True
     is_async: bool = False  # the task's, read once
+    lane: Lane | None = None  # the lane it waits in, if its owner prepared it ahead
+    tag: Any = None  # the owner's own reference (e.g. its attempt)
 
     def release_permits(self) -> None:
         """Give back the job's permits (idempotent)."""
@@ -445,6 +447,60 @@ def _complete(job: LeafJob, finished: asyncio.Task[Any]) -> Any:
 # -- the shared work queue ----------------------------------------------------------------
 
 
+class Lane:
+    """Jobs of one batch that their owner prepared ahead; workers start them as slots free up.
+
+    A worker that finishes a job of the lane starts the next one itself, under the queue's
+    lock, with no round trip through the owner (which is told afterwards, with the job's
+    completion). Every field is read and written under the owner's queue lock.
+
+    Args:
+        limit: the most jobs of the lane (and slots reserved with ``reserve_slot``) at once.
+        admit: asked as each job is about to start, under the queue lock: ``True`` starts it,
+            ``None`` leaves it waiting (the owner retries later), ``False`` closes the lane
+            and drops what waits. It must not block, nor take the queue lock.
+        on_start: called on the owner's thread for each job that started.
+    """
+
+    __slots__ = ("admit", "closed", "limit", "on_start", "running", "standby")
+
+    def __init__(
+        self,
+        limit: int,
+        admit: Callable[[], bool | None],
+        on_start: Callable[[LeafJob], None],
+    ) -> None:
+        self.limit = limit
+        self.admit = admit
+        self.on_start = on_start
+        self.running = 0
+        self.standby: deque[LeafJob] = deque()
+        self.closed = False
+
+    def start_locked(self) -> list[LeafJob]:
+        """Under the queue lock: take the waiting jobs that may start now."""
+        started: list[LeafJob] = []
+        standby = self.standby
+        while standby and self.running < self.limit and not self.closed:
+            verdict = self.admit()
+            if verdict is None:
+                break
+            if not verdict:
+                self.closed = True
+                standby.clear()
+                break
+            started.append(standby.popleft())
+            self.running += 1
+        return started
+
+
+@dataclass(frozen=True, slots=True)
+class _LaneStarted:
+    """In the done list: a worker started ``job`` from its lane."""
+
+    job: LeafJob
+
+
 @dataclass(frozen=True, slots=True)
 class _Done:
     job: LeafJob
@@ -487,7 +543,7 @@ class _WorkQueue:
         self.parked: dict[LeafWorker, threading.Lock] = {}
         # Workers woken for work that have not taken a job yet (at most one, but for stops).
         self.waking: set[LeafWorker] = set()
-        self.done: list[_Done] = []
+        self.done: list[_Done | _LaneStarted] = []
         self.notified = False
 
     def put(self, jobs: list[LeafJob]) -> int:
@@ -515,11 +571,20 @@ class _WorkQueue:
                     self.done.append(done)
                     notify = not self.notified
                     self.notified = True
+                    lane = done.job.lane
+                    if lane is not None:
+                        # Its slot is free: the lane's next job starts now, on this worker.
+                        lane.running -= 1
+                        for started in lane.start_locked():
+                            self.ready.append(started)
+                            self.done.append(_LaneStarted(started))
                 self.waking.discard(worker)
                 while self.ready:
                     job = self.ready.popleft()
                     if job.decided:
                         skipped.append(job)
+                        if job.lane is not None:
+                            job.lane.running -= 1  # cut while queued: its lane is closed
                         continue
                     job.worker = worker
                     # Before this job runs (it may block): the next waiting job needs a worker.
@@ -597,7 +662,7 @@ class _WorkQueue:
             self.notified = True
         self._notify()
 
-    def take_done(self) -> list[_Done]:
+    def take_done(self) -> list[_Done | _LaneStarted]:
         """Everything completed since the last call (the owner's side)."""
         with self.lock:
             done, self.done = self.done, []
@@ -824,6 +889,7 @@ class LeafDispatcher:
         self._worker_names = itertools.count(1)
         self._handoff: list[LeafJob] = []
         self._depth = 0
+        self._lanes: set[Lane] = set()
 
     @property
     def workers(self) -> int:
@@ -840,8 +906,7 @@ class LeafDispatcher:
         with self.holding():
             match message:
                 case _Drain():
-                    for done in self._queue.take_done():
-                        self._finished(done)
+                    self._take_in()
                 case SubmitLeaf(job):
                     self.admit(job)
                 case _Cancelled(job):
@@ -944,6 +1009,89 @@ class LeafDispatcher:
             f"{waiting_for.name!r} ({waiting_for.permits} permits, all held)"
         )
         self._decide(job, Status.ERROR, None, ErrorInfo.from_exception(PermitTimeoutError(msg)))
+
+    def _take_in(self) -> None:
+        """Take in what the workers handed in: finished jobs, and jobs started from lanes."""
+        for item in self._queue.take_done():
+            if isinstance(item, _LaneStarted):
+                self._lane_started(item.job, taken=True)
+            else:
+                self._finished(item)
+
+    # lanes
+
+    def open_lane(
+        self, limit: int, admit: Callable[[], bool | None], on_start: Callable[[LeafJob], None]
+    ) -> Lane:
+        """A lane for jobs prepared ahead (see ``Lane``); close it with :meth:`close_lane`."""
+        lane = Lane(limit, admit, on_start)
+        self._lanes.add(lane)
+        return lane
+
+    def stand_by(self, job: LeafJob) -> None:
+        """Queue ``job`` (a sync job in its parent's scope) in its lane; it starts when it fits."""
+        lane = job.lane
+        assert lane is not None
+        assert not job.own_scope
+        assert not job.is_async
+        with self._queue.lock:
+            lane.standby.append(job)
+            started = lane.start_locked()
+        self._started_here(started)
+
+    def reserve_slot(self, lane: Lane) -> bool:
+        """Take a slot of ``lane`` for work run otherwise, if one is free and nothing waits."""
+        with self._queue.lock:
+            if lane.closed or lane.standby or lane.running >= lane.limit:
+                return False
+            lane.running += 1
+            return True
+
+    def release_slot(self, lane: Lane) -> None:
+        """Give back a slot taken with :meth:`reserve_slot`; what waits may start."""
+        with self._queue.lock:
+            lane.running -= 1
+            started = lane.start_locked()
+        self._started_here(started)
+
+    def start_waiting(self, lane: Lane) -> None:
+        """Start what waits in ``lane`` and fits (after ``admit`` said "not now")."""
+        with self._queue.lock:
+            started = lane.start_locked()
+        self._started_here(started)
+
+    def take_standby(self, lane: Lane) -> list[LeafJob]:
+        """Remove and return the jobs waiting in ``lane`` (they never started)."""
+        with self._queue.lock:
+            jobs = list(lane.standby)
+            lane.standby.clear()
+        return jobs
+
+    def close_lane(self, lane: Lane) -> None:
+        """Start nothing more from ``lane``; the jobs waiting in it are dropped (never started)."""
+        with self._queue.lock:
+            lane.closed = True
+            lane.standby.clear()
+        self._lanes.discard(lane)
+
+    def _started_here(self, jobs: list[LeafJob]) -> None:
+        for job in jobs:
+            self._lane_started(job, taken=False)
+        if jobs and not self._depth:
+            self._hand_off()
+
+    def _lane_started(self, job: LeafJob, *, taken: bool) -> None:
+        """Account for a lane job that started; queue it unless a worker ``taken`` it already."""
+        if self._owner.system.events.has_subscribers:
+            self._publish_started(job)
+        job.dispatched = True
+        self._running.add(job)
+        self._sync_jobs += 1
+        if not taken:
+            self._handoff.append(job)
+        lane = job.lane
+        assert lane is not None
+        lane.on_start(job)
 
     def _ready(self, job: LeafJob) -> None:
         job.dispatched = True
@@ -1066,8 +1214,7 @@ class LeafDispatcher:
     def _abandon_if_stuck(self, job: LeafJob, worker: LeafWorker) -> None:
         # Take in what workers finished first: a job that ended right at its grace may have
         # been handed in (its worker parked or running another job) and not drained yet.
-        for done in self._queue.take_done():
-            self._finished(done)
+        self._take_in()
         if job.finished or worker not in self._workers:
             return
         self._workers.discard(worker)
@@ -1118,12 +1265,27 @@ class LeafDispatcher:
         if events.has_subscribers:
             events.publish(StepStarted(system=system.name, step=job.task.name, call_id=job.call_id))
 
+    def _close_lanes_locked(self) -> None:
+        """Under the queue lock: close every lane; count the jobs workers started from them."""
+        queue = self._queue
+        for lane in self._lanes:
+            lane.closed = True
+            lane.standby.clear()
+        self._lanes.clear()
+        # Started from a lane and not taken in yet: they run, so they are cut like the others.
+        for item in queue.done:
+            if isinstance(item, _LaneStarted):
+                item.job.dispatched = True
+                self._running.add(item.job)
+        queue.done = [item for item in queue.done if not isinstance(item, _LaneStarted)]
+
     def stop(self) -> None:
         """Decide every pending job as cancelled and stop the workers (the owner is ending)."""
         queue = self._queue
         with queue.lock:
             never_taken = list(queue.ready)
             queue.ready.clear()
+            self._close_lanes_locked()
         for job in [*self._running, *self._waiting]:
             if not job.decided:
                 if job.own_scope:
