@@ -604,6 +604,7 @@ class BranchSupervisor(Actor):
         state.held = None
         if not state.batch.gate.admit():
             self._leaves.release_slot(lane)
+            self._leaves.close_lane(lane)
             return False  # the gather has decided: its CancelRemaining is on its way
         state.admitted += 1
         if refusal is not None:
@@ -620,6 +621,7 @@ class BranchSupervisor(Actor):
         for job in self._leaves.take_standby(lane):
             branch = job.tag.branch
             if not state.batch.gate.admit():
+                self._leaves.close_lane(lane)
                 return  # the gather has decided: these never started
             state.admitted += 1
             self._report(state, branch, _refused(branch, refusal), attempts=0)
@@ -634,8 +636,8 @@ class BranchSupervisor(Actor):
 
     def _lane_exhausted(self, state: _BatchState, lane: Lane) -> BranchesExhausted | None:
         """The notice that the branches ran out, once every branch pulled has started."""
-        if not state.exhausted or state.notice_sent or not _lane_idle(state, lane):
-            return None
+        if not state.exhausted or state.notice_sent or lane.closed or not _lane_idle(state, lane):
+            return None  # closed: branches were dropped unstarted, so the total is not theirs
         state.notice_sent = True
         return BranchesExhausted(state.batch.key, state.pulled, state.source_error)
 
@@ -863,7 +865,8 @@ class BranchSupervisor(Actor):
         if state.running:
             return
         lane = state.lane
-        all_started = state.exhausted and (lane is None or _lane_idle(state, lane))
+        # A lane batch has started every branch it pulled once it has sent that notice.
+        all_started = state.exhausted and (lane is None or state.notice_sent)
         if all_started or state.cancelled is not None or state.batch.call.scope.cancelled:
             if lane is not None:
                 self._leaves.close_lane(lane)

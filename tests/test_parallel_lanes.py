@@ -24,12 +24,13 @@ from actors import (
     ParallelWorkflow,
     SequentialWorkflow,
     Status,
+    StepResult,
     ToolContext,
     tool,
 )
 from actors.tools import Tool
 from tests.helpers import WAIT
-from tests.parallel_kit import Meter
+from tests.parallel_kit import Gates, Meter, raising
 from tests.sizes import sized
 
 
@@ -180,3 +181,56 @@ def test_branches_that_are_not_plain_leaves_wait_their_turn_for_a_slot(
         assert abs(position - index) < 3
     values = [value if not isinstance(value, list) else value[-1] for value in result.value]
     assert values == list(range(24))
+
+
+def test_a_custom_fail_fast_sees_the_prepared_branch_it_dropped_as_skipped(
+    system: ActorSystem, gates: Gates
+) -> None:
+    # Two slots, four plain branches, all pulled at once (two running, two prepared). When
+    # b0 fails, its worker starts b2 at once; cancelling the rest then drops b3, which never
+    # started: the gather must still hear that the batch is over, and record b3 skipped.
+    ledger = Ledger()
+    release = gates.new()
+    b1_started = threading.Event()
+    calls: list[list[tuple[str, Status]]] = []
+
+    def summarise(records: list[StepResult]) -> int:
+        calls.append([(r.name, r.status) for r in records])
+        return len(records)
+
+    def blocking(index: int, started: threading.Event | None = None) -> Tool[..., int]:
+        def body(x: int) -> int:
+            ledger.enter(index)
+            if started is not None:
+                started.set()
+            try:
+                release.wait(WAIT)
+                return x
+            finally:
+                ledger.meter.leave()
+
+        return tool(body, name=f"b{index}")
+
+    flow = ParallelWorkflow(
+        [
+            raising(ValueError("no"), "b0", after=(b1_started,)),
+            blocking(1, b1_started),
+            blocking(2),
+            ledger.plain(3, fail=False, latency=0.0),
+        ],
+        aggregation=Aggregation.custom(summarise),
+        error_mode=ErrorMode.FAIL_FAST,
+        max_concurrency=2,
+    )
+    result = system.run(flow, 1, timeout=WAIT)
+    assert result.status is Status.OK
+    assert result.value == 4
+    assert calls == [
+        [
+            ("b0", Status.ERROR),
+            ("b1", Status.CANCELLED),
+            ("b2", Status.CANCELLED),
+            ("b3", Status.SKIPPED),
+        ]
+    ]
+    assert 3 not in ledger.ran
