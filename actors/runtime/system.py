@@ -36,8 +36,9 @@ from actors.runtime.steps import Run, RunEnv, Step, StepCall, cancelled_result
 from actors.runtime.timers import Receiver, TimerService
 
 if TYPE_CHECKING:
+    from actors.runtime._workqueue import _SpareWorkers
     from actors.runtime.actor import Actor
-    from actors.runtime.leaves import Leaf, LeafPool, _SpareWorkers
+    from actors.runtime.leaves import Leaf, LeafPool
     from actors.runtime.results import StepResult
 
 __all__ = ["AbandonedThread", "ActorSystem", "KilledProcess", "ShutdownReport", "SystemService"]

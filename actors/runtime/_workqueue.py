@@ -1,0 +1,359 @@
+"""The work queue a leaf owner shares with its workers, and the system's spare workers.
+
+An owner (the actor a ``LeafDispatcher`` serves, such as a branch supervisor) queues ready
+jobs; the ``LeafWorker`` actors serving it take them without a message per job, park when the
+queue is empty, and hand completed jobs back in batches. A ``Lane`` lets workers start the
+next prepared job of a batch themselves. Between owners, idle workers wait as the system's
+spares. It is private to the runtime: its locking protocol is an internal contract of
+``leaves``, which re-exports ``Lane``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from actors.runtime.results import ErrorInfo, Status
+from actors.runtime.timers import TimerServiceStoppedError
+
+if TYPE_CHECKING:
+    from actors.runtime.actor import Actor
+    from actors.runtime.leaves import LeafJob, LeafWorker
+    from actors.runtime.system import ActorSystem
+
+__all__ = ["Lane", "spare_workers"]
+
+
+class Lane:
+    """Jobs of one batch that their owner prepared ahead; workers start them as slots free up.
+
+    A worker that finishes a job of the lane starts the next one itself, under the queue's
+    lock, with no round trip through the owner (which is told afterwards, with the job's
+    completion). Every field is read and written under the owner's queue lock.
+
+    Args:
+        limit: the most jobs of the lane (and slots reserved with ``reserve_slot``) at once.
+        admit: asked as each job is about to start, under the queue lock: ``True`` starts it,
+            ``None`` leaves it waiting (the owner retries later), ``False`` closes the lane
+            and drops what waits. It must not block, nor take the queue lock.
+        on_start: called on the owner's thread for each job that started.
+    """
+
+    __slots__ = ("admit", "closed", "limit", "on_start", "running", "standby")
+
+    def __init__(
+        self,
+        limit: int,
+        admit: Callable[[], bool | None],
+        on_start: Callable[[LeafJob], None],
+    ) -> None:
+        self.limit = limit
+        self.admit = admit
+        self.on_start = on_start
+        self.running = 0
+        self.standby: deque[LeafJob] = deque()
+        self.closed = False
+
+    def start_locked(self) -> list[LeafJob]:
+        """Under the queue lock: take the waiting jobs that may start now."""
+        started: list[LeafJob] = []
+        standby = self.standby
+        while standby and self.running < self.limit and not self.closed:
+            verdict = self.admit()
+            if verdict is None:
+                break
+            if not verdict:
+                self.closed = True
+                standby.clear()
+                break
+            started.append(standby.popleft())
+            self.running += 1
+        return started
+
+
+@dataclass(frozen=True, slots=True)
+class _LaneStarted:
+    """In the done list: a worker started ``job`` from its lane."""
+
+    job: LeafJob
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    job: LeafJob
+    worker: LeafWorker | None
+    status: Status
+    value: Any
+    error: ErrorInfo | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Wake:
+    """To a new worker: start taking work from the queue."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Drain:
+    """To the owner: completed jobs are waiting in the queue's done list."""
+
+
+class _WorkQueue:
+    """What an owner and its workers share: ready jobs, parked workers, completed jobs.
+
+    Workers take ready jobs themselves and keep going while there are any, so a busy pool
+    costs no message per job. A worker that finds the queue empty parks on its own lock.
+    Parked workers are woken one at a time: a put wakes one when no wake-up is already on its
+    way, and whoever takes a job while more are waiting passes the wake-up on. Every queued
+    job still finds a worker as soon as it needs one (a job that blocks has woken the next
+    worker before it runs), but quick jobs are mostly taken by workers already awake instead
+    of costing a thread switch each. The owner is told of completions with one ``_Drain``
+    per batch (only when none is already on its way).
+    """
+
+    __slots__ = ("done", "lock", "notified", "owner", "parked", "ready", "waking")
+
+    def __init__(self, owner: Actor | None) -> None:
+        self.owner = owner
+        self.lock = threading.Lock()
+        self.ready: deque[LeafJob] = deque()
+        # Parked workers and the locks they wait on; whoever removes an entry releases it.
+        self.parked: dict[LeafWorker, threading.Lock] = {}
+        # Workers woken for work that have not taken a job yet (at most one, but for stops).
+        self.waking: set[LeafWorker] = set()
+        self.done: list[_Done | _LaneStarted] = []
+        self.notified = False
+
+    def put(self, jobs: list[LeafJob]) -> int:
+        """Queue ``jobs``; return how many of them no parked worker is there to take."""
+        with self.lock:
+            self.ready.extend(jobs)
+            idle = len(self.parked)
+            signal = self._pass_wake()
+        if signal is not None:
+            signal.release()
+        return max(0, len(jobs) - idle)
+
+    def take(self, worker: LeafWorker, done: _Done | None = None) -> LeafJob | None:
+        """The next ready job, now assigned to ``worker``; jobs decided meanwhile are skipped.
+
+        ``done``, the job ``worker`` just finished, is handed to the owner under the same lock
+        (see :meth:`complete`).
+        """
+        skipped: list[LeafJob] = []
+        signal = None
+        notify = False
+        try:
+            with self.lock:
+                if done is not None:
+                    self.done.append(done)
+                    notify = not self.notified
+                    self.notified = True
+                    lane = done.job.lane
+                    if lane is not None:
+                        # Its slot is free: the lane's next job starts now, on this worker.
+                        lane.running -= 1
+                        for started in lane.start_locked():
+                            self.ready.append(started)
+                            self.done.append(_LaneStarted(started))
+                self.waking.discard(worker)
+                while self.ready:
+                    job = self.ready.popleft()
+                    if job.decided:
+                        skipped.append(job)
+                        if job.lane is not None:
+                            job.lane.running -= 1  # cut while queued: its lane is closed
+                        continue
+                    job.worker = worker
+                    # Before this job runs (it may block): the next waiting job needs a worker.
+                    signal = self._pass_wake()
+                    return job
+                return None
+        finally:
+            if notify:
+                self._notify()
+            if signal is not None:
+                signal.release()
+            for job in skipped:
+                job.release_permits()
+
+    def _notify(self) -> None:
+        owner = self.owner
+        assert owner is not None  # spare workers run no jobs
+        owner.handle.tell(_Drain())
+
+    def _pass_wake(self) -> threading.Lock | None:
+        """Under the lock: a parked worker to wake, if jobs wait and no wake-up is on its way."""
+        if not self.ready or self.waking or not self.parked:
+            return None
+        worker, signal = self.parked.popitem()
+        self.waking.add(worker)
+        return signal
+
+    def park(self, worker: LeafWorker, signal: threading.Lock) -> bool:
+        """Park ``worker`` on ``signal`` until a job is queued; False if it must not wait.
+
+        It must not when a job was queued meanwhile, or when it is stopping or abandoned
+        (checked under the lock: a stop sets those flags before it calls :meth:`unpark`).
+        """
+        with self.lock:
+            if self.ready or worker.abandoned or worker.scope.cancelled:
+                return False
+            self.parked[worker] = signal
+            return True
+
+    def unpark(self, worker: LeafWorker) -> bool:
+        """Wake ``worker`` if it is parked (it is stopping, or it was abandoned)."""
+        with self.lock:
+            signal = self.parked.pop(worker, None)
+        if signal is None:
+            return False
+        signal.release()
+        return True
+
+    def hand_over(self, worker: LeafWorker, spares: _SpareWorkers) -> bool:
+        """Move ``worker``, if it is parked here, to the system's spare workers (still parked)."""
+        with self.lock:
+            signal = self.parked.pop(worker, None)
+        if signal is None:
+            return False
+        spares.keep(worker, signal)
+        return True
+
+    def leave(self, worker: LeafWorker) -> None:
+        """``worker`` takes no more jobs: a wake-up it was given goes to another worker."""
+        with self.lock:
+            self.parked.pop(worker, None)
+            if worker not in self.waking:
+                return
+            self.waking.discard(worker)
+            signal = self._pass_wake()
+        if signal is not None:
+            signal.release()
+
+    def complete(self, done: _Done) -> None:
+        """Hand a finished job to the owner (one ``_Drain`` message per batch)."""
+        with self.lock:
+            self.done.append(done)
+            if self.notified:
+                return
+            self.notified = True
+        self._notify()
+
+    def take_done(self) -> list[_Done | _LaneStarted]:
+        """Everything completed since the last call (the owner's side)."""
+        with self.lock:
+            done, self.done = self.done, []
+            self.notified = False
+        return done
+
+
+class _SpareWorkers(_WorkQueue):
+    """Idle leaf workers of one system, between the per-run owners they serve.
+
+    A branch supervisor or stream coordinator lives as long as its run; when it stops, its
+    parked workers move here, still parked, instead of ending, and the next owner that needs
+    a worker adopts one instead of spawning an actor. A spare idle for the system's
+    ``idle_thread_timeout`` is stopped (checked by a timer while there are spares); at most
+    ``max_idle_threads`` are kept.
+    """
+
+    __slots__ = ("_idle_since", "_sweep_armed", "_system")
+
+    def __init__(self, system: ActorSystem) -> None:
+        super().__init__(None)
+        self._system = system
+        self._idle_since: dict[LeafWorker, float] = {}
+        self._sweep_armed = False
+
+    def has_room(self) -> bool:
+        """Whether one more spare worker may be kept."""
+        return len(self.parked) < self._system.max_idle_threads
+
+    def keep(self, worker: LeafWorker, signal: threading.Lock) -> None:
+        """Take ``worker`` (parked on ``signal``, which nobody else will release) as a spare."""
+        arm = False
+        with self.lock:
+            worker._queue = self
+            # Checked after the move: a stop from now on reaches this queue's ``unpark``.
+            stopping = worker.abandoned or worker.scope.cancelled
+            if not stopping:
+                self.parked[worker] = signal
+                self._idle_since[worker] = time.monotonic()
+                arm = not self._sweep_armed
+                self._sweep_armed = True
+        if stopping:
+            signal.release()
+        elif arm:
+            self._arm(self._system.idle_thread_timeout)
+
+    def adopt(self, queue: _WorkQueue) -> tuple[LeafWorker, threading.Lock] | None:
+        """A spare worker, now working for ``queue``, and the signal that wakes it.
+
+        Returns ``None`` if no spare is idle.
+        """
+        with self.lock:
+            if not self.parked:
+                return None
+            worker, signal = self.parked.popitem()  # the most recently parked: the warmest
+            del self._idle_since[worker]
+            worker._queue = queue
+        return worker, signal
+
+    def unpark(self, worker: LeafWorker) -> bool:
+        """Wake ``worker`` if it is a spare (it is stopping)."""
+        with self.lock:
+            self._idle_since.pop(worker, None)
+        return super().unpark(worker)
+
+    def sweep(self) -> None:
+        """Stop the spares idle for ``idle_thread_timeout``; check again while any are left."""
+        timeout = self._system.idle_thread_timeout
+        now = time.monotonic()
+        expired: list[tuple[LeafWorker, threading.Lock]] = []
+        with self.lock:
+            for worker, since in list(self._idle_since.items()):  # the oldest first
+                if now - since < timeout:
+                    break
+                del self._idle_since[worker]
+                signal = self.parked.pop(worker, None)
+                if signal is not None:
+                    expired.append((worker, signal))
+            oldest = next(iter(self._idle_since.values()), None)
+            self._sweep_armed = oldest is not None
+        for worker, signal in expired:
+            worker.handle.stop()  # cancels its scope first: it ends when it wakes
+            signal.release()
+        if oldest is not None:
+            self._arm(max(0.0, oldest + timeout - now))
+
+    def _arm(self, delay: float) -> None:
+        try:
+            self._system.timers.schedule(delay, _SweepSpares(self), None)
+        except TimerServiceStoppedError:
+            return  # the system is shutting down: it stops every worker
+
+
+@dataclass(frozen=True, slots=True)
+class _SweepSpares:
+    """Timer target: stops the spare workers idle for too long."""
+
+    spares: _SpareWorkers
+
+    def tell(self, _message: object) -> None:
+        """Run the sweep (on the timer thread: it only stops workers, which is quick)."""
+        self.spares.sweep()
+
+
+def spare_workers(system: ActorSystem) -> _SpareWorkers:
+    """The system's spare leaf workers (made on first use)."""
+    spares = system._spare_leaf_workers
+    if spares is None:
+        with system._lock:
+            spares = system._spare_leaf_workers
+            if spares is None:
+                spares = system._spare_leaf_workers = _SpareWorkers(system)
+    return spares
