@@ -26,6 +26,7 @@ from actors import (
     SequentialWorkflow,
     Status,
     StepResult,
+    StepStarted,
     ToolContext,
     tool,
 )
@@ -59,6 +60,23 @@ class Ledger:
                 if fail:
                     msg = f"branch {index} fails"
                     raise ValueError(msg)
+                return index
+            finally:
+                self.meter.leave()
+
+        return tool(body, name=f"b{index}")
+
+    def blocking(
+        self, index: int, release: threading.Event, started: threading.Event | None = None
+    ) -> Tool[..., int]:
+        """A plain tool that waits for ``release`` (setting ``started`` as it begins)."""
+
+        def body(x: int) -> int:
+            self.enter(index)
+            if started is not None:
+                started.set()
+            try:
+                release.wait(WAIT)
                 return index
             finally:
                 self.meter.leave()
@@ -110,13 +128,18 @@ def test_plain_batches_keep_the_bound_the_order_and_the_records(
         aggregation=aggregation,
         error_mode=error_mode,
     )
+    started: list[str] = []
     with ActorSystem("lanes") as system:
+        system.events.subscribe(
+            lambda event: started.append(event.step) if isinstance(event, StepStarted) else None,
+            kinds=(StepStarted,),
+        )
         result = system.run(flow, 0, timeout=WAIT)
     assert ledger.meter.peak <= concurrency
-    # Started in input order (a body records itself as its first act: concurrent starts
-    # may record out of order, but never further apart than the slots allow).
-    for position, index in enumerate(ledger.ran):
-        assert abs(position - index) < concurrency
+    # Admitted in input order, whoever admitted them (the supervisor or a worker). Bodies may
+    # begin in another order: a worker can be descheduled between taking a job and running it.
+    admitted = [int(step[1:]) for step in started if step.startswith("b")]
+    assert admitted == sorted(admitted)
     ran = set(ledger.ran)
     assert len(ran) == len(ledger.ran), "a branch ran twice"
     assert [record.name for record in result.steps] == [f"b{i}" for i in range(len(branches))]
@@ -146,19 +169,9 @@ def test_a_first_success_starts_none_of_the_branches_prepared_behind_the_winner(
     ledger = Ledger()
     release = gates.new()
 
-    def blocking(index: int) -> Tool[..., int]:
-        def body(x: int) -> int:
-            ledger.enter(index)
-            try:
-                release.wait(WAIT)
-                return index
-            finally:
-                ledger.meter.leave()
-
-        return tool(body, name=f"b{index}")
-
     flow = ParallelWorkflow(
-        [ledger.plain(0, fail=False, latency=0.0)] + [blocking(i) for i in range(1, 40)],
+        [ledger.plain(0, fail=False, latency=0.0)]
+        + [ledger.blocking(i, release) for i in range(1, 40)],
         max_concurrency=2,
         aggregation=Aggregation.FIRST_SUCCESS,
     )
@@ -197,8 +210,6 @@ def test_branches_that_are_not_plain_leaves_wait_their_turn_for_a_slot(
     assert result.status is Status.OK
     assert ledger.meter.peak <= 3
     assert sorted(ledger.ran) == list(range(24))
-    for position, index in enumerate(ledger.ran):
-        assert abs(position - index) < 3
     values = [value if not isinstance(value, list) else value[-1] for value in result.value]
     assert values == list(range(24))
 
@@ -218,24 +229,11 @@ def test_a_custom_fail_fast_sees_the_prepared_branch_it_dropped_as_skipped(
         calls.append([(r.name, r.status) for r in records])
         return len(records)
 
-    def blocking(index: int, started: threading.Event | None = None) -> Tool[..., int]:
-        def body(x: int) -> int:
-            ledger.enter(index)
-            if started is not None:
-                started.set()
-            try:
-                release.wait(WAIT)
-                return x
-            finally:
-                ledger.meter.leave()
-
-        return tool(body, name=f"b{index}")
-
     flow = ParallelWorkflow(
         [
             raising(ValueError("no"), "b0", after=(b1_started,)),
-            blocking(1, b1_started),
-            blocking(2),
+            ledger.blocking(1, release, b1_started),
+            ledger.blocking(2, release),
             ledger.plain(3, fail=False, latency=0.0),
         ],
         aggregation=Aggregation.custom(summarise),
