@@ -19,9 +19,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -31,11 +30,25 @@ from actors.runtime.actor import Actor
 from actors.runtime.cancel import CancelReason, CancelScope
 from actors.runtime.errors import CastflowError
 from actors.runtime.leaves import Lane, Leaf, LeafDispatcher, LeafJob, OwnerExecutor, new_job
-from actors.runtime.permits import Semaphore
 from actors.runtime.results import ErrorInfo, Status, StepResult
-from actors.runtime.steps import ForgetOnDown, Step, StepCall
+from actors.runtime.steps import ForgetOnDown, Step
 from actors.runtime.timers import TimerHandle
-from supervisors.limits import ResourceLimits, RetryPolicy
+from supervisors.batches import (
+    AdmissionGate,
+    BatchCut,
+    BatchNotice,
+    Branch,
+    BranchBatch,
+    BranchesExhausted,
+    BranchReport,
+    BranchReports,
+    CancelRemaining,
+    CutBranches,
+    MemoryLimitUnsupportedError,
+    StartBatch,
+    TooManyAbandonedThreadsError,
+)
+from supervisors.limits import ResourceLimits
 
 __all__ = [
     "AdmissionGate",
@@ -55,243 +68,7 @@ __all__ = [
 ]
 
 
-class TooManyAbandonedThreadsError(CastflowError):
-    """A branch was not admitted: too many abandoned threads are still alive in the system."""
-
-
-class MemoryLimitUnsupportedError(CastflowError):
-    """A memory limit was asked for a leaf that runs in a thread, where it cannot be enforced."""
-
-
-# -- what a batch is made of ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Branch:
-    """One branch of a batch: which step runs, on what input, under which name.
-
-    Attributes:
-        index: the branch's position in the batch (results keep this order).
-        name: the branch's name in records and paths.
-        step: the step to run.
-        input: makes the input of each attempt: a fresh copy each time, so branches (and
-            retries) never share mutable state. If it raises, the attempt fails with that error.
-        timeout: the branch's own per-attempt deadline, if it has one; the earlier of this and
-            ``execution_timeout`` applies.
-        semaphores: semaphores every leaf of the branch holds while it runs.
-    """
-
-    index: int
-    name: str
-    step: Step[Any]
-    input: Callable[[], Any]
-    timeout: float | None = None
-    semaphores: tuple[Semaphore, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class BranchReport:
-    """Fact, to the gather: branch ``index`` of batch ``key`` ended with ``result``.
-
-    Attributes:
-        key: the batch.
-        index: the branch's index.
-        result: its final result (named as the branch, ``attempts`` counted).
-        admitted: how many branches of the batch had been admitted when this was sent.
-    """
-
-    key: str
-    index: int
-    result: StepResult
-    admitted: int
-
-
-@dataclass(frozen=True, slots=True)
-class BranchesExhausted:
-    """Fact, to the gather: batch ``key`` has no more branches; it had ``total``.
-
-    Attributes:
-        key: the batch.
-        total: how many branches it had.
-        error: why the branches ran out early (the iterator raised), if they did.
-    """
-
-    key: str
-    total: int
-    error: ErrorInfo | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BatchCut:
-    """Fact, to the gather: batch ``key`` was cut (its scope was cancelled or timed out).
-
-    Attributes:
-        key: the batch.
-        admitted: how many branches had been admitted: the gather records those without a
-            result as cut (they started) and the others as skipped.
-        why: the reason, for the unfinished branches' records.
-    """
-
-    key: str
-    admitted: int
-    why: str
-
-
-BatchNotice = BranchReport | BranchesExhausted | BatchCut
-"""What a branch supervisor tells a gather about a batch."""
-
-
-@dataclass(frozen=True, slots=True)
-class BranchReports:
-    """Fact, to the gather: what happened to branches of one batch, in order."""
-
-    items: tuple[BatchNotice, ...]
-
-
-class AdmissionGate:
-    """Where the branches of one batch are admitted; shared by its supervisor and its gather.
-
-    The supervisor admits each branch through it; the gather closes it the moment it decides
-    the batch (or asks to cancel the rest) and learns how many branches had been admitted.
-    Both happen under one lock, so no branch starts after the decision, even before
-    ``CancelRemaining`` reaches the supervisor, and the gather records exactly the branches
-    that started as cut and the others as skipped.
-
-    A ``paced`` gate also keeps the gather's backlog bounded: the supervisor counts the
-    results it has sent (``sent``), the gather calls :meth:`take` for each one it takes.
-    While ``backlog_limit`` or more are on their way, the supervisor admits nothing; the
-    gather calls ``on_room`` once it has caught up by half (both are set by the supervisor
-    when the batch starts). A slow reducer holds the branches back instead of piling their
-    results up in its mailbox.
-
-    Args:
-        paced: whether the receiver of the batch's reports calls :meth:`take` for each
-            ``BranchReport`` (``GatherActor`` does); an unpaced gate never holds admission.
-    """
-
-    __slots__ = (
-        "_admitted",
-        "_closed",
-        "_lock",
-        "_stalled",
-        "backlog_limit",
-        "on_room",
-        "paced",
-        "sent",
-        "taken",
-    )
-
-    def __init__(self, *, paced: bool = False) -> None:
-        self.paced = paced
-        self._lock = threading.Lock()
-        self._admitted = 0
-        self._closed = False
-        self._stalled = False
-        # Each written by one thread only: ``sent`` by the supervisor, ``taken`` by the gather.
-        self.sent = 0
-        self.taken = 0
-        self.backlog_limit = 0
-        self.on_room: Callable[[], None] | None = None
-
-    def admit(self) -> bool:
-        """Count one more branch admitted; False, counting nothing, once the gate is closed."""
-        with self._lock:
-            if self._closed:
-                return False
-            self._admitted += 1
-            return True
-
-    def close(self) -> int:
-        """Admit nothing more; return how many branches were admitted."""
-        with self._lock:
-            self._closed = True
-            return self._admitted
-
-    def stall(self) -> bool:
-        """The supervisor's side: whether it must wait for the gather (``on_room`` then tells).
-
-        Raises no flag the gather could miss: the backlog is read again after the flag is up.
-        """
-        with self._lock:
-            self._stalled = True
-            if self.sent - self.taken < self.backlog_limit:
-                self._stalled = False
-        return self._stalled
-
-    def take(self) -> None:
-        """The gather's side: one result taken; wake a waiting supervisor once there is room."""
-        self.taken += 1
-        if self._stalled and self.sent - self.taken <= self.backlog_limit // 2:
-            with self._lock:
-                wake, self._stalled = self._stalled, False
-            if wake and self.on_room is not None:
-                self.on_room()
-
-
-@dataclass(slots=True, eq=False)
-class BranchBatch:
-    """The branches of one instance of a parallel step, and where their results go.
-
-    Attributes:
-        key: unique id of the batch (the instance's call id).
-        call: the instance's call: its scope is the parent of every branch scope, its env,
-            path and outputs are the branches'.
-        branches: the branches, pulled lazily as slots free up.
-        limits: the step's resource limits.
-        retry: how failed attempts are retried; no retry if ``None``.
-        report: receives every ``BranchReport`` and the final ``BranchesExhausted``, several
-            at a time in a ``BranchReports``; must not block (it tells the gather actor).
-        cancellation_timeout: the grace before a stuck leaf thread is abandoned.
-        gate: admits the branches; the batch's gather closes it when it decides.
-    """
-
-    key: str
-    call: StepCall
-    branches: Iterator[Branch]
-    limits: ResourceLimits
-    retry: RetryPolicy | None
-    report: Callable[[BranchReports], None]
-    cancellation_timeout: float
-    gate: AdmissionGate = field(default_factory=AdmissionGate)
-
-
 # -- messages -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StartBatch:
-    """Request: run the branches of ``batch``."""
-
-    batch: BranchBatch
-
-
-@dataclass(frozen=True, slots=True)
-class CancelRemaining:
-    """Request (from the gather, once it has decided): cancel what still runs of batch ``key``.
-
-    Attributes:
-        key: the batch.
-        why: the reason, recorded in the cancelled branches' errors.
-    """
-
-    key: str
-    why: str
-
-
-@dataclass(frozen=True, slots=True)
-class CutBranches:
-    """Request (from the coordinator): the batch's scope ended; tell the gather, cancel the rest.
-
-    Going through the supervisor, which knows exactly which branches it admitted, lets the
-    gather record each unfinished branch as cut (it started) or skipped (it never did).
-
-    Attributes:
-        key: the batch.
-        why: the reason.
-    """
-
-    key: str
-    why: str
 
 
 @dataclass(frozen=True, slots=True)
