@@ -84,10 +84,12 @@ from actors.workflows import (
     step,
 )
 from supervisors.backoff import Backoff
-from supervisors.branch import (
-    BranchSupervisor,
+from supervisors.batches import (
     MemoryLimitUnsupportedError,
     TooManyAbandonedThreadsError,
+)
+from supervisors.branch import (
+    BranchSupervisor,
 )
 from supervisors.limits import ResourceLimits, RetryPolicy
 

@@ -37,7 +37,7 @@ from actors.runtime.cancel import CancelReason, CancelScope
 from actors.runtime.errors import CastflowError
 from actors.runtime.results import ErrorInfo, Status, StepResult
 from actors.runtime.steps import RunEnv
-from supervisors.branch import (
+from supervisors.batches import (
     AdmissionGate,
     BatchCut,
     BatchNotice,

@@ -10,12 +10,14 @@ a ``RetryPolicy`` (docs/parallel.md).
 
 from supervisors._run_child import RunChild, RunFailedError
 from supervisors.backoff import Backoff
-from supervisors.branch import (
+from supervisors.batches import (
     Branch,
     BranchBatch,
-    BranchSupervisor,
     MemoryLimitUnsupportedError,
     TooManyAbandonedThreadsError,
+)
+from supervisors.branch import (
+    BranchSupervisor,
 )
 from supervisors.client import (
     SupervisorClient,

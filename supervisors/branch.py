@@ -31,10 +31,9 @@ from actors.runtime.cancel import CancelReason, CancelScope
 from actors.runtime.errors import CastflowError
 from actors.runtime.leaves import Lane, Leaf, LeafDispatcher, LeafJob, OwnerExecutor, new_job
 from actors.runtime.results import ErrorInfo, Status, StepResult
-from actors.runtime.steps import ForgetOnDown, Step
+from actors.runtime.steps import Step
 from actors.runtime.timers import TimerHandle
 from supervisors.batches import (
-    AdmissionGate,
     BatchCut,
     BatchNotice,
     Branch,
@@ -50,22 +49,7 @@ from supervisors.batches import (
 )
 from supervisors.limits import ResourceLimits
 
-__all__ = [
-    "AdmissionGate",
-    "BatchCut",
-    "BatchNotice",
-    "Branch",
-    "BranchBatch",
-    "BranchReport",
-    "BranchReports",
-    "BranchSupervisor",
-    "BranchesExhausted",
-    "CancelRemaining",
-    "CutBranches",
-    "MemoryLimitUnsupportedError",
-    "StartBatch",
-    "TooManyAbandonedThreadsError",
-]
+__all__ = ["BranchSupervisor"]
 
 
 # -- messages -----------------------------------------------------------------------------
@@ -153,13 +137,7 @@ class BranchSupervisor(Actor):
 
     def on_start(self) -> None:
         """Set up the workers' dispatcher and the executor nested steps use."""
-        self._leaves = LeafDispatcher(
-            self,
-            self.handle.name,
-            None,
-            worker_watchers=(ForgetOnDown(self.system),),
-            share_workers=True,
-        )
+        self._leaves = LeafDispatcher.for_run(self)
         self._executor = OwnerExecutor(self.system, self.handle)
 
     @property
@@ -268,17 +246,12 @@ class BranchSupervisor(Actor):
             return None  # the coordinator's CutBranches is on its way
         refusal = self._refusal(batch)  # checked once a pass: new abandonments come rarely
         while not state.exhausted and state.cancelled is None and len(running) < state.limit:
-            if gate.sent - gate.taken >= gate.backlog_limit and gate.stall():
-                break  # the gather lags behind: admission resumes when it catches up
-            try:
-                branch = next(batch.branches)
-            except StopIteration:
-                state.exhausted = True
-                return BranchesExhausted(batch.key, state.admitted)
-            except Exception as exc:  # noqa: BLE001 - a failing item source ends the batch
-                state.exhausted = True
-                info = ErrorInfo.from_exception(exc)
-                return BranchesExhausted(batch.key, state.admitted, info)
+            branch = self._pull(state)
+            if branch is None:
+                if state.exhausted:
+                    # Every branch pulled was admitted: their count is the total.
+                    return BranchesExhausted(batch.key, state.admitted, state.source_error)
+                break
             if not gate.admit():
                 break  # the gather has decided: its CancelRemaining is on its way
             state.admitted += 1
@@ -289,6 +262,24 @@ class BranchSupervisor(Actor):
             running[branch.index] = attempt
             self._begin_attempt(state, attempt)
         return None
+
+    def _pull(self, state: _BatchState) -> Branch | None:
+        """The batch's next branch, or ``None``: the gather lags behind, or the branches ran out
+        (``state.exhausted``, with ``state.source_error`` if their source raised)."""
+        gate = state.batch.gate
+        if gate.sent - gate.taken >= gate.backlog_limit and gate.stall():
+            return None  # admission resumes when the gather catches up (_GatherCaughtUp)
+        try:
+            branch = next(state.batch.branches)
+        except StopIteration:
+            state.exhausted = True
+            return None
+        except Exception as exc:  # noqa: BLE001 - a failing item source ends the batch
+            state.exhausted = True
+            state.source_error = ErrorInfo.from_exception(exc)
+            return None
+        state.pulled += 1
+        return branch
 
     # -- lanes: plain leaves prepared ahead, started by the workers ------------------------
 
@@ -309,7 +300,6 @@ class BranchSupervisor(Actor):
     def _admit_to_lane(self, state: _BatchState, lane: Lane) -> BranchesExhausted | None:
         """Prepare branches ahead into the lane; start a held branch once a slot is its turn."""
         batch = state.batch
-        gate = batch.gate
         if batch.call.scope.cancelled:
             return None  # the coordinator's CutBranches is on its way
         refusal = self._refusal(batch)
@@ -324,18 +314,9 @@ class BranchSupervisor(Actor):
                 continue
             if state.exhausted or len(lane.standby) >= state.limit:
                 break  # prepared a slot's worth ahead per slot
-            if gate.sent - gate.taken >= gate.backlog_limit and gate.stall():
-                break  # the gather lags behind: admission resumes when it catches up
-            try:
-                branch = next(batch.branches)
-            except StopIteration:
-                state.exhausted = True
+            branch = self._pull(state)
+            if branch is None:
                 break
-            except Exception as exc:  # noqa: BLE001 - a failing item source ends the batch
-                state.exhausted = True
-                state.source_error = ErrorInfo.from_exception(exc)
-                break
-            state.pulled += 1
             if refusal is not None or not self._stand_by(state, lane, branch):
                 state.held = branch
         return self._lane_exhausted(state, lane)
@@ -364,8 +345,6 @@ class BranchSupervisor(Actor):
             label=branch.name,
             cancelled_by_owner=True,
         )
-        if job.own_scope:
-            return False  # the task uses its scope after all: run it the usual way
         job.lane = lane
         job.tag = attempt
         attempt.job = job

@@ -208,16 +208,20 @@ class _WorkQueue:
     def unpark(self, worker: LeafWorker) -> bool:
         """Wake ``worker`` if it is parked (it is stopping, or it was abandoned)."""
         with self.lock:
-            signal = self.parked.pop(worker, None)
+            signal = self._take_parked(worker)
         if signal is None:
             return False
         signal.release()
         return True
 
+    def _take_parked(self, worker: LeafWorker) -> threading.Lock | None:
+        """Under the lock: remove ``worker`` from the parked ones; its signal, if it was one."""
+        return self.parked.pop(worker, None)
+
     def hand_over(self, worker: LeafWorker, spares: _SpareWorkers) -> bool:
         """Move ``worker``, if it is parked here, to the system's spare workers (still parked)."""
         with self.lock:
-            signal = self.parked.pop(worker, None)
+            signal = self._take_parked(worker)
         if signal is None:
             return False
         spares.keep(worker, signal)
@@ -226,7 +230,7 @@ class _WorkQueue:
     def leave(self, worker: LeafWorker) -> None:
         """``worker`` takes no more jobs: a wake-up it was given goes to another worker."""
         with self.lock:
-            self.parked.pop(worker, None)
+            self._take_parked(worker)
             if worker not in self.waking:
                 return
             self.waking.discard(worker)
@@ -303,11 +307,9 @@ class _SpareWorkers(_WorkQueue):
             worker._queue = queue
         return worker, signal
 
-    def unpark(self, worker: LeafWorker) -> bool:
-        """Wake ``worker`` if it is a spare (it is stopping)."""
-        with self.lock:
-            self._idle_since.pop(worker, None)
-        return super().unpark(worker)
+    def _take_parked(self, worker: LeafWorker) -> threading.Lock | None:
+        self._idle_since.pop(worker, None)
+        return self.parked.pop(worker, None)
 
     def sweep(self) -> None:
         """Stop the spares idle for ``idle_thread_timeout``; check again while any are left."""
@@ -318,8 +320,7 @@ class _SpareWorkers(_WorkQueue):
             for worker, since in list(self._idle_since.items()):  # the oldest first
                 if now - since < timeout:
                     break
-                del self._idle_since[worker]
-                signal = self.parked.pop(worker, None)
+                signal = self._take_parked(worker)
                 if signal is not None:
                     expired.append((worker, signal))
             oldest = next(iter(self._idle_since.values()), None)

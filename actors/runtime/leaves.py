@@ -47,6 +47,7 @@ from actors.runtime.permits import (
     request_permits,
 )
 from actors.runtime.results import ErrorInfo, Status, StepResult
+from actors.runtime.steps import ForgetOnDown
 from actors.runtime.timers import TimerServiceStoppedError
 
 if TYPE_CHECKING:
@@ -565,6 +566,19 @@ class LeafDispatcher:
         self._handoff: list[LeafJob] = []
         self._depth = 0
         self._lanes: set[Lane] = set()
+
+    @classmethod
+    def for_run(cls, owner: Actor) -> LeafDispatcher:
+        """The dispatcher of an actor that lives as long as its run (a branch supervisor, a
+        stream coordinator): workers as many as its running jobs, named after it, forgotten by
+        the system when they end, and shared with later runs as spares."""
+        return cls(
+            owner,
+            owner.handle.name,
+            None,
+            worker_watchers=(ForgetOnDown(owner.system),),
+            share_workers=True,
+        )
 
     @property
     def workers(self) -> int:

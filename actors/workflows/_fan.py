@@ -32,14 +32,16 @@ from actors.workflows._coordinator import Coordinator, Instance, Workflow, why_c
 from actors.workflows._spec import StepSpec
 from actors.workflows._sync_check import SyncPlan, plan_sync
 from actors.workflows.errors import WorkflowDefinitionError
-from supervisors.branch import (
+from supervisors.batches import (
     AdmissionGate,
     Branch,
     BranchBatch,
-    BranchSupervisor,
     CancelRemaining,
     CutBranches,
     StartBatch,
+)
+from supervisors.branch import (
+    BranchSupervisor,
 )
 from supervisors.limits import ResourceLimits, RetryPolicy
 

@@ -28,7 +28,7 @@ from typing import Any, cast
 from actors.runtime.cancel import CancelScope
 from actors.runtime.leaves import Leaf, LeafDispatcher, OwnerExecutor, new_job
 from actors.runtime.results import ErrorInfo, Status, StepResult
-from actors.runtime.steps import ForgetOnDown, cancelled_result
+from actors.runtime.steps import cancelled_result
 from actors.workflows._coordinator import Coordinator, Instance, failure, why_cut
 from actors.workflows._spec import StepSpec
 from actors.workflows._stream import FailedItem, Stage, StreamWorkflow
@@ -150,13 +150,7 @@ class StreamCoordinator(Coordinator[StreamWorkflow]):
 
     def on_start(self) -> None:
         """Set up the pooled workers the stages' leaves run on."""
-        self._leaves = LeafDispatcher(
-            self,
-            self.handle.name,
-            None,
-            worker_watchers=(ForgetOnDown(self.system),),
-            share_workers=True,
-        )
+        self._leaves = LeafDispatcher.for_run(self)
         self._executor = OwnerExecutor(self.system, self.handle)
 
     def on_receive(self, message: Any) -> Any:

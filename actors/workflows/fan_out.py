@@ -20,7 +20,9 @@ from actors.workflows._fan import CopyMode, FanCoordinator, FanWorkflow
 from actors.workflows._spec import StepSpec, to_spec, unique_specs
 from actors.workflows._sync_check import check_item_sync, sync_points_in
 from actors.workflows.errors import WorkflowDefinitionError
-from supervisors.branch import Branch
+from supervisors.batches import (
+    Branch,
+)
 from supervisors.limits import ResourceLimits, RetryPolicy
 
 if TYPE_CHECKING:

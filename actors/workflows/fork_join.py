@@ -12,7 +12,9 @@ from actors.workflows._fan import CopyMode, FanCoordinator, FanWorkflow
 from actors.workflows._spec import StepSpec, to_spec
 from actors.workflows.errors import WorkflowDefinitionError
 from actors.workflows.parallel import plan_specs
-from supervisors.branch import Branch
+from supervisors.batches import (
+    Branch,
+)
 from supervisors.limits import ResourceLimits, RetryPolicy
 
 __all__ = ["ForkJoinWorkflow"]

@@ -25,7 +25,9 @@ from actors.workflows._coordinator import Instance
 from actors.workflows._fan import CopyMode, FanCoordinator, FanWorkflow
 from actors.workflows._spec import StepSpec, to_spec
 from actors.workflows.errors import WorkflowDefinitionError
-from supervisors.branch import Branch
+from supervisors.batches import (
+    Branch,
+)
 from supervisors.limits import ResourceLimits, RetryPolicy
 
 __all__ = ["MapReduceWorkflow", "Reducer", "ReducerError"]

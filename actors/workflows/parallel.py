@@ -12,7 +12,9 @@ from actors.workflows._coordinator import Instance
 from actors.workflows._fan import CopyMode, FanCoordinator, FanWorkflow, branches_of
 from actors.workflows._spec import InputMap, StepSpec, to_spec, unique_specs
 from actors.workflows.errors import WorkflowDefinitionError
-from supervisors.branch import Branch
+from supervisors.batches import (
+    Branch,
+)
 from supervisors.limits import ResourceLimits, RetryPolicy
 
 __all__ = ["ParallelBuilder", "ParallelWorkflow", "plan_specs"]
