@@ -8,13 +8,15 @@ release their gates at teardown anyway, so abandoned threads end and the leak ch
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from actors import ParallelWorkflow, ResourceLimits
 from actors.runtime.cancel import CancelReason
-from actors.runtime.events import Event, StepFinished
+from actors.runtime.events import ActorAbandoned, Event, StepFinished
 from actors.runtime.results import Status, StepResult
 from actors.runtime.system import ActorSystem
 from actors.tools import Tool, ToolContext, tool
@@ -264,3 +266,19 @@ def metered(
 def statuses(records: list[StepResult]) -> list[tuple[str, Status]]:
     """``(name, status)`` of every record, in order."""
     return [(record.name, record.status) for record in records]
+
+
+def abandon_stuck_branch(system: ActorSystem, probe: Probe) -> ActorAbandoned:
+    """Run a branch that ignores its 0.1 s timeout; return the event of its thread's abandonment.
+
+    The branch's thread is still stuck on ``probe.release`` when this returns.
+    """
+    abandoned: queue.Queue[Event] = queue.Queue()
+    system.events.subscribe(abandoned, kinds=(ActorAbandoned,))
+    flow = ParallelWorkflow(
+        [stuck(probe)], limits=ResourceLimits(execution_timeout=0.1, cancellation_timeout=0.1)
+    )
+    assert system.run(flow, 1, timeout=WAIT).status is Status.TIMEOUT
+    event = abandoned.get(timeout=WAIT)
+    assert isinstance(event, ActorAbandoned)
+    return event

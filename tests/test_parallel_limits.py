@@ -39,6 +39,7 @@ from tests.parallel_kit import (
     Gates,
     Meter,
     Probe,
+    abandon_stuck_branch,
     async_holding,
     holding,
     metered,
@@ -328,16 +329,9 @@ def test_a_stuck_branch_is_abandoned_while_its_run_goes_on(system: ActorSystem) 
 
 def test_an_abandoned_thread_still_running_at_shutdown_is_reported_alive() -> None:
     probe = Probe()
-    abandoned: queue.Queue[Event] = queue.Queue()
     system = ActorSystem("abandon-alive")
     try:
-        system.events.subscribe(abandoned, kinds=(ActorAbandoned,))
-        flow = ParallelWorkflow(
-            [stuck(probe)], limits=ResourceLimits(execution_timeout=0.1, cancellation_timeout=0.1)
-        )
-        assert system.run(flow, 1, timeout=WAIT).status is Status.TIMEOUT
-        event = abandoned.get(timeout=WAIT)
-        assert isinstance(event, ActorAbandoned)
+        event = abandon_stuck_branch(system, probe)
         report = system.shutdown(timeout=WAIT)
         assert not report.clean
         assert [(t.thread, t.alive) for t in report.abandoned] == [(event.thread, True)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -12,12 +11,8 @@ from typing import Any
 import pytest
 
 from actors import (
-    ActorAbandoned,
     ActorSystem,
-    Event,
     ParallelWorkflow,
-    ResourceLimits,
-    Status,
     Tool,
     tool,
 )
@@ -25,7 +20,7 @@ from actors.runtime._threads import LoopThread, ThreadReservoir
 from actors.runtime.actor import Actor
 from actors.runtime.reasons import Crashed, Down, Shutdown
 from tests.helpers import WAIT, Inbox
-from tests.parallel_kit import Probe, stuck, wait_until
+from tests.parallel_kit import Probe, abandon_stuck_branch, wait_until
 
 _mark: contextvars.ContextVar[str] = contextvars.ContextVar("mark", default="unset")
 
@@ -113,20 +108,16 @@ def test_a_parked_thread_runs_the_next_loop_under_that_loops_name() -> None:
     assert not first.thread.is_alive()
 
 
-def test_a_thread_whose_loop_refuses_reuse_ends_with_the_loop() -> None:
-    reservoir = ThreadReservoir("r", idle_timeout=WAIT * 6, max_idle=4)
-    loop = loop_of(lambda: False)
-    reservoir.start(loop)
-    assert loop.thread is not None
-    loop.thread.join(WAIT)
-    assert not loop.thread.is_alive()
-    assert reservoir.idle == 0
-    assert reservoir.close(time.monotonic() + WAIT)
-
-
-def test_a_parked_thread_ends_after_the_idle_timeout() -> None:
-    reservoir = ThreadReservoir("r", idle_timeout=0.05, max_idle=4)
-    loop = loop_of(lambda: True)
+@pytest.mark.parametrize(
+    ("idle_timeout", "reusable"),
+    [(WAIT * 6, False), (0.05, True)],
+    ids=["a loop refusing reuse ends its thread", "a parked thread ends after the idle timeout"],
+)
+def test_a_thread_ends_when_its_loop_refuses_reuse_or_it_idles_too_long(
+    idle_timeout: float, reusable: bool
+) -> None:
+    reservoir = ThreadReservoir("r", idle_timeout=idle_timeout, max_idle=4)
+    loop = loop_of(lambda: reusable)
     reservoir.start(loop)
     assert loop.thread is not None
     loop.thread.join(WAIT)
@@ -200,18 +191,11 @@ def test_a_later_runs_leaf_worker_reuses_a_parked_thread_renamed_after_that_run(
 
 def test_an_abandoned_workers_thread_ends_with_its_work_and_is_never_parked() -> None:
     probe = Probe()
-    abandoned: queue.Queue[Event] = queue.Queue()
     system = ActorSystem("reuse-abandon", idle_thread_timeout=WAIT * 6)
     threads: list[threading.Thread] = []
     names: list[str] = []
     try:
-        system.events.subscribe(abandoned, kinds=(ActorAbandoned,))
-        flow = ParallelWorkflow(
-            [stuck(probe)], limits=ResourceLimits(execution_timeout=0.1, cancellation_timeout=0.1)
-        )
-        assert system.run(flow, 1, timeout=WAIT).status is Status.TIMEOUT
-        event = abandoned.get(timeout=WAIT)
-        assert isinstance(event, ActorAbandoned)
+        event = abandon_stuck_branch(system, probe)
         (thread,) = [t for t in threading.enumerate() if t.name == event.thread]
         # While it is stuck, later runs get threads of their own.
         later = ParallelWorkflow([recording(threads, names)], max_concurrency=1)
