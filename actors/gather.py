@@ -213,14 +213,11 @@ class StrategyPolicy:
             return None
         self._results[index] = result
         self._done += 1
-        if result.ok:
+        if result.status is Status.OK:
             self._ok += 1
         else:
             self._failed += 1
-        return self._judge(result)
-
-    def _judge(self, latest: StepResult) -> Verdict | object | None:
-        return self._judge_kind(latest, self._done == len(self._names))
+        return self._judge_kind(result, self._done == len(self._names))
 
     def _judge_first_success(self, latest: StepResult, all_done: bool) -> Verdict | None:
         if latest.ok:
@@ -475,7 +472,9 @@ class GatherActor(Actor):
             if env is not None and env.partials is not None:
                 # Before the policy sees it: a deciding branch streams before the result.
                 env.partials.push(batch.expect.path, item.result)
-            self._apply(batch, batch.expect.policy.add(item.index, item.result))
+            verdict = batch.expect.policy.add(item.index, item.result)
+            if verdict is not None:
+                self._apply(batch, verdict)
             return
         batch.total = item.total
         batch.admitted = max(batch.admitted, item.total)

@@ -52,9 +52,12 @@ class MemoryLimitUnsupportedError(CastflowError):
 # -- what a batch is made of ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Branch:
     """One branch of a batch: which step runs, on what input, under which name.
+
+    Read-only by contract (not frozen: one is made per branch, and a frozen dataclass costs
+    twice as much to build).
 
     Attributes:
         index: the branch's position in the batch (results keep this order).
@@ -75,9 +78,11 @@ class Branch:
     semaphores: tuple[Semaphore, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class BranchReport:
     """Fact, to the gather: branch ``index`` of batch ``key`` ended with ``result``.
+
+    Read-only by contract (not frozen: one is made per branch).
 
     Attributes:
         key: the batch.

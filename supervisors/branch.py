@@ -29,7 +29,15 @@ from typing import Any, TypeGuard
 from actors.runtime.actor import Actor
 from actors.runtime.cancel import CancelReason, CancelScope
 from actors.runtime.errors import CastflowError
-from actors.runtime.leaves import Lane, Leaf, LeafDispatcher, LeafJob, OwnerExecutor, new_job
+from actors.runtime.leaves import (
+    Lane,
+    Leaf,
+    LeafDispatcher,
+    LeafJob,
+    OwnerExecutor,
+    lane_job,
+    new_job,
+)
 from actors.runtime.results import ErrorInfo, Status, StepResult
 from actors.runtime.steps import Step
 from actors.runtime.timers import TimerHandle
@@ -221,7 +229,7 @@ class BranchSupervisor(Actor):
         """
         while self._finals:
             finals, self._finals = self._finals, []
-            states = list(dict.fromkeys(state for state, _attempt, _result in finals))
+            states = list({id(final[0]): final[0] for final in finals}.values())
             notices = [self._admit(state) for state in states]
             for state, attempt, result in finals:
                 branch = attempt.branch
@@ -307,49 +315,52 @@ class BranchSupervisor(Actor):
             self._refuse_waiting(state, lane, refusal)
         else:
             self._leaves.start_waiting(lane)  # those left waiting while a thread was abandoned
+        prepared: list[LeafJob] = []  # queued in the lane together, under one lock
         while state.cancelled is None:
             if state.held is not None:
+                self._leaves.stand_by(lane, prepared)  # ahead of the held branch, in order
+                prepared = []
                 if not self._start_held(state, lane, refusal):
                     break
                 continue
-            if state.exhausted or len(lane.standby) >= state.limit:
+            if state.exhausted or len(lane.standby) + len(prepared) >= state.limit:
                 break  # prepared a slot's worth ahead per slot
             branch = self._pull(state)
             if branch is None:
                 break
-            if refusal is not None or not self._stand_by(state, lane, branch):
+            job = None if refusal is not None else self._lane_job(state, lane, branch)
+            if job is None:
                 state.held = branch
+            else:
+                prepared.append(job)
+        self._leaves.stand_by(lane, prepared)
         return self._lane_exhausted(state, lane)
 
-    def _stand_by(self, state: _BatchState, lane: Lane, branch: Branch) -> bool:
-        """Put ``branch`` in the lane if it is a plain leaf that prepares; False otherwise."""
+    def _lane_job(self, state: _BatchState, lane: Lane, branch: Branch) -> LeafJob | None:
+        """A job to wait in the lane if ``branch`` is a plain leaf that prepares; else ``None``."""
         step = branch.step
         if branch.timeout is not None or branch.semaphores or not getattr(step, "plain", False):
-            return False
+            return None
         if not _is_leaf(step):
-            return False
+            return None
         try:
             task = step.prepare(branch.input())
         except Exception:  # noqa: BLE001 - held: started the usual way, it fails then
-            return False
+            return None
         batch = state.batch
         call = batch.call
         attempt = _Attempt(branch, number=1, token=1)
-        job = new_job(
+        attempt.job = lane_job(
             task,
+            lane,
             parent=call.scope,
-            timeout=None,
             cancellation_timeout=batch.cancellation_timeout,
             on_decided=functools.partial(self._attempt_done, state, attempt, 1),
             run_permits=call.env.permits,
             label=branch.name,
-            cancelled_by_owner=True,
+            tag=attempt,
         )
-        job.lane = lane
-        job.tag = attempt
-        attempt.job = job
-        self._leaves.stand_by(job)
-        return True
+        return attempt.job
 
     def _start_held(self, state: _BatchState, lane: Lane, refusal: CastflowError | None) -> bool:
         """Start the held branch the usual way if a slot is free after the lane's; False if not."""
@@ -382,13 +393,16 @@ class BranchSupervisor(Actor):
             state.admitted += 1
             self._report(state, branch, _refused(branch, refusal), attempts=0)
 
-    def _lane_started(self, state: _BatchState, job: LeafJob) -> None:
-        """A branch waiting in the lane started (a worker or this supervisor admitted it)."""
-        attempt: _Attempt = job.tag
-        state.admitted += 1
-        state.running[attempt.branch.index] = attempt
+    def _lane_started(self, state: _BatchState, jobs: list[LeafJob]) -> None:
+        """Branches waiting in the lane started (a worker or this supervisor admitted them)."""
+        state.admitted += len(jobs)
+        running = state.running
+        for job in jobs:
+            attempt: _Attempt = job.tag
+            running[attempt.branch.index] = attempt
         if state.cancelled is not None:
-            self._leaves.cancel(job)  # started just before the lane closed: cut it too
+            for job in jobs:
+                self._leaves.cancel(job)  # started just before the lane closed: cut it too
 
     def _lane_exhausted(self, state: _BatchState, lane: Lane) -> BranchesExhausted | None:
         """The notice that the branches ran out, once every branch pulled has started."""

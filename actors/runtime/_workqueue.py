@@ -40,7 +40,7 @@ class Lane:
         admit: asked as each job is about to start, under the queue lock: ``True`` starts it,
             ``None`` leaves it waiting (the owner retries later), ``False`` closes the lane
             and drops what waits. It must not block, nor take the queue lock.
-        on_start: called on the owner's thread for each job that started.
+        on_start: called on the owner's thread with the jobs that started (in order).
     """
 
     __slots__ = ("admit", "closed", "limit", "on_start", "running", "standby")
@@ -49,7 +49,7 @@ class Lane:
         self,
         limit: int,
         admit: Callable[[], bool | None],
-        on_start: Callable[[LeafJob], None],
+        on_start: Callable[[list[LeafJob]], None],
     ) -> None:
         self.limit = limit
         self.admit = admit
@@ -75,15 +75,13 @@ class Lane:
         return started
 
 
-@dataclass(frozen=True, slots=True)
-class _LaneStarted:
-    """In the done list: a worker started ``job`` from its lane."""
-
-    job: LeafJob
+# The records made per job are not frozen: a frozen dataclass costs twice as much to build.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class _Done:
+    """In the done list: how ``job`` ended on ``worker`` (``None``: on the event loop)."""
+
     job: LeafJob
     worker: LeafWorker | None
     status: Status
@@ -124,7 +122,9 @@ class _WorkQueue:
         self.parked: dict[LeafWorker, threading.Lock] = {}
         # Workers woken for work that have not taken a job yet (at most one, but for stops).
         self.waking: set[LeafWorker] = set()
-        self.done: list[_Done | _LaneStarted] = []
+        # Completed jobs (a ``_Done`` each) and, between them, the jobs workers started from
+        # lanes (the job itself), in the order they happened.
+        self.done: list[_Done | LeafJob] = []
         self.notified = False
 
     def put(self, jobs: list[LeafJob]) -> int:
@@ -158,7 +158,7 @@ class _WorkQueue:
                         lane.running -= 1
                         for started in lane.start_locked():
                             self.ready.append(started)
-                            self.done.append(_LaneStarted(started))
+                            self.done.append(started)
                 self.waking.discard(worker)
                 while self.ready:
                     job = self.ready.popleft()
@@ -247,7 +247,7 @@ class _WorkQueue:
             self.notified = True
         self._notify()
 
-    def take_done(self) -> list[_Done | _LaneStarted]:
+    def take_done(self) -> list[_Done | LeafJob]:
         """Everything completed since the last call (the owner's side)."""
         with self.lock:
             done, self.done = self.done, []

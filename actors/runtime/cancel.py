@@ -346,6 +346,8 @@ class CancelScope:
         """Whether the scope is cancelled; a passed deadline cancels it now if needed."""
         if self._reason is not None:
             return True
+        if self._deadline is None:
+            return False
         return self._check_deadline()
 
     @property
@@ -392,7 +394,7 @@ class CancelScope:
         Raises:
             CancelledError: with the scope's reason in ``.reason``.
         """
-        if self.cancelled:
+        if self._reason is not None or (self._deadline is not None and self._check_deadline()):
             reason = self._reason
             raise CancelledError(f"scope {self._name!r} cancelled: {reason}", reason=reason)
 

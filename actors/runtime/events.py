@@ -154,6 +154,9 @@ class EventBus:
 
     Args:
         system: the owning system's name, stamped on nothing but logs.
+
+    Attributes:
+        has_subscribers: whether anyone listens (lets publishers skip building events).
     """
 
     def __init__(self, system: str = "castflow") -> None:
@@ -161,6 +164,8 @@ class EventBus:
         self._lock = threading.Lock()
         # Copy-on-write: publish reads the tuple without taking the lock.
         self._entries: tuple[_Entry, ...] = ()
+        # An attribute, not a property: publishers on hot paths read it once per job.
+        self.has_subscribers = False
 
     def subscribe(
         self, sink: EventSink, *, kinds: tuple[type[Event], ...] | None = None
@@ -179,16 +184,13 @@ class EventBus:
         entry = _Entry(deliver, kinds)
         with self._lock:
             self._entries = (*self._entries, entry)
+            self.has_subscribers = True
         return Subscription(self, entry)
 
     def _remove(self, entry: _Entry) -> None:
         with self._lock:
             self._entries = tuple(e for e in self._entries if e is not entry)
-
-    @property
-    def has_subscribers(self) -> bool:
-        """Whether anyone listens (lets publishers skip building events)."""
-        return bool(self._entries)
+            self.has_subscribers = bool(self._entries)
 
     def publish(self, event: Event) -> None:
         """Deliver ``event`` to every matching subscriber; a failing subscriber is logged."""

@@ -29,7 +29,6 @@ from actors.runtime._workqueue import (
     Lane,
     _Done,
     _Drain,
-    _LaneStarted,
     _Wake,
     _WorkQueue,
     spare_workers,
@@ -67,13 +66,16 @@ __all__ = [
     "LeafWorker",
     "OwnerExecutor",
     "SubmitLeaf",
+    "lane_job",
     "new_job",
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class LeafEnv:
     """What a running leaf may use: its scope, identity and the system's shared resources.
+
+    Read-only by contract (not frozen: one is made per call).
 
     Attributes:
         scope: the call's cancel scope (deadline included).
@@ -276,6 +278,37 @@ def new_job(
         run_permits=run_permits,
         label=label,
         memory_limit=memory_limit,
+    )
+
+
+def lane_job(
+    task: LeafTask,
+    lane: Lane,
+    *,
+    parent: CancelScope,
+    cancellation_timeout: float,
+    on_decided: Callable[[StepResult], None],
+    run_permits: PermitRegistry | None,
+    label: str,
+    tag: Any,
+) -> LeafJob:
+    """A job to wait in ``lane`` (see :meth:`LeafDispatcher.stand_by`).
+
+    ``task`` must be sync and not use its scope: the job runs in ``parent``'s scope, and its
+    owner cancels it itself (as ``new_job(cancelled_by_owner=True)`` with nothing else).
+    """
+    return LeafJob(
+        task=task,
+        scope=parent,
+        own_scope=False,
+        call_id=f"{task.name}-{next(_call_ids)}",
+        on_decided=on_decided,
+        cancellation_timeout=cancellation_timeout,
+        context=contextvars.copy_context(),
+        run_permits=run_permits,
+        label=label,
+        lane=lane,
+        tag=tag,
     )
 
 
@@ -702,29 +735,30 @@ class LeafDispatcher:
     def _take_in(self) -> None:
         """Take in what the workers handed in: finished jobs, and jobs started from lanes."""
         for item in self._queue.take_done():
-            if isinstance(item, _LaneStarted):
-                self._lane_started(item.job, taken=True)
-            else:
+            if isinstance(item, _Done):
                 self._finished(item)
+            else:
+                self._lane_started([item], taken=True)
 
     # lanes
 
     def open_lane(
-        self, limit: int, admit: Callable[[], bool | None], on_start: Callable[[LeafJob], None]
+        self,
+        limit: int,
+        admit: Callable[[], bool | None],
+        on_start: Callable[[list[LeafJob]], None],
     ) -> Lane:
         """A lane for jobs prepared ahead (see ``Lane``); close it with :meth:`close_lane`."""
         lane = Lane(limit, admit, on_start)
         self._lanes.add(lane)
         return lane
 
-    def stand_by(self, job: LeafJob) -> None:
-        """Queue ``job`` (a sync job in its parent's scope) in its lane; it starts when it fits."""
-        lane = job.lane
-        assert lane is not None
-        assert not job.own_scope
-        assert not job.is_async
+    def stand_by(self, lane: Lane, jobs: list[LeafJob]) -> None:
+        """Queue ``jobs`` (made by ``lane_job``) in ``lane``, in order; each starts when it fits."""
+        if not jobs:
+            return
         with self._queue.lock:
-            lane.standby.append(job)
+            lane.standby.extend(jobs)
             started = lane.start_locked()
         self._started_here(started)
 
@@ -764,23 +798,26 @@ class LeafDispatcher:
         self._lanes.discard(lane)
 
     def _started_here(self, jobs: list[LeafJob]) -> None:
-        for job in jobs:
-            self._lane_started(job, taken=False)
-        if jobs and not self._depth:
-            self._hand_off()
+        if jobs:
+            self._lane_started(jobs, taken=False)
+            if not self._depth:
+                self._hand_off()
 
-    def _lane_started(self, job: LeafJob, *, taken: bool) -> None:
-        """Account for a lane job that started; queue it unless a worker ``taken`` it already."""
-        if self._owner.system.events.has_subscribers:
-            self._publish_started(job)
-        job.dispatched = True
-        self._running.add(job)
-        self._sync_jobs += 1
+    def _lane_started(self, jobs: list[LeafJob], *, taken: bool) -> None:
+        """Account for jobs of one lane that started; queue them unless a worker ``taken`` them."""
+        publish = self._owner.system.events.has_subscribers
+        running = self._running
+        for job in jobs:
+            if publish:
+                self._publish_started(job)
+            job.dispatched = True
+            running.add(job)
+        self._sync_jobs += len(jobs)
         if not taken:
-            self._handoff.append(job)
-        lane = job.lane
+            self._handoff.extend(jobs)
+        lane = jobs[0].lane
         assert lane is not None
-        lane.on_start(job)
+        lane.on_start(jobs)
 
     def _ready(self, job: LeafJob) -> None:
         job.dispatched = True
@@ -860,7 +897,10 @@ class LeafDispatcher:
     def _finished(self, done: _Done) -> None:
         job = done.job
         job.finished = True
-        self._forget(job)
+        if job in self._running:  # as _forget, inline: once per job
+            self._running.discard(job)
+            if not job.is_async:
+                self._sync_jobs -= 1
         self._decide(job, done.status, done.value, done.error)
 
     def _forget(self, job: LeafJob) -> None:
@@ -963,10 +1003,10 @@ class LeafDispatcher:
         self._lanes.clear()
         # Started from a lane and not taken in yet: they run, so they are cut like the others.
         for item in queue.done:
-            if isinstance(item, _LaneStarted):
-                item.job.dispatched = True
-                self._running.add(item.job)
-        queue.done = [item for item in queue.done if not isinstance(item, _LaneStarted)]
+            if not isinstance(item, _Done):
+                item.dispatched = True
+                self._running.add(item)
+        queue.done = [item for item in queue.done if isinstance(item, _Done)]
 
     def stop(self) -> None:
         """Decide every pending job as cancelled and stop the workers (the owner is ending)."""
