@@ -15,9 +15,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from actors.runtime.results import ErrorInfo, Status
 from actors.runtime.timers import TimerServiceStoppedError
 
 if TYPE_CHECKING:
@@ -75,20 +74,6 @@ class Lane:
         return started
 
 
-# The records made per job are not frozen: a frozen dataclass costs twice as much to build.
-
-
-@dataclass(slots=True, eq=False)
-class _Done:
-    """In the done list: how ``job`` ended on ``worker`` (``None``: on the event loop)."""
-
-    job: LeafJob
-    worker: LeafWorker | None
-    status: Status
-    value: Any
-    error: ErrorInfo | None
-
-
 @dataclass(frozen=True, slots=True)
 class _Wake:
     """To a new worker: start taking work from the queue."""
@@ -112,7 +97,7 @@ class _WorkQueue:
     per batch (only when none is already on its way).
     """
 
-    __slots__ = ("done", "lock", "notified", "owner", "parked", "ready", "waking")
+    __slots__ = ("done", "lock", "notified", "owner", "parked", "ready", "started", "waking")
 
     def __init__(self, owner: Actor | None) -> None:
         self.owner = owner
@@ -122,9 +107,10 @@ class _WorkQueue:
         self.parked: dict[LeafWorker, threading.Lock] = {}
         # Workers woken for work that have not taken a job yet (at most one, but for stops).
         self.waking: set[LeafWorker] = set()
-        # Completed jobs (a ``_Done`` each) and, between them, the jobs workers started from
-        # lanes (the job itself), in the order they happened.
-        self.done: list[_Done | LeafJob] = []
+        # Completed jobs (how each ended is on the job), and the jobs workers started from
+        # lanes (taken in first: a job's start comes before its end).
+        self.done: list[LeafJob] = []
+        self.started: list[LeafJob] = []
         self.notified = False
 
     def put(self, jobs: list[LeafJob]) -> int:
@@ -137,7 +123,7 @@ class _WorkQueue:
             signal.release()
         return max(0, len(jobs) - idle)
 
-    def take(self, worker: LeafWorker, done: _Done | None = None) -> LeafJob | None:
+    def take(self, worker: LeafWorker, done: LeafJob | None = None) -> LeafJob | None:
         """The next ready job, now assigned to ``worker``; jobs decided meanwhile are skipped.
 
         ``done``, the job ``worker`` just finished, is handed to the owner under the same lock
@@ -152,13 +138,14 @@ class _WorkQueue:
                     self.done.append(done)
                     notify = not self.notified
                     self.notified = True
-                    lane = done.job.lane
+                    lane = done.lane
                     if lane is not None:
                         # Its slot is free: the lane's next job starts now, on this worker.
                         lane.running -= 1
-                        for started in lane.start_locked():
-                            self.ready.append(started)
-                            self.done.append(started)
+                        started = lane.start_locked()
+                        if started:
+                            self.ready.extend(started)
+                            self.started.extend(started)
                 self.waking.discard(worker)
                 while self.ready:
                     job = self.ready.popleft()
@@ -238,7 +225,7 @@ class _WorkQueue:
         if signal is not None:
             signal.release()
 
-    def complete(self, done: _Done) -> None:
+    def complete(self, done: LeafJob) -> None:
         """Hand a finished job to the owner (one ``_Drain`` message per batch)."""
         with self.lock:
             self.done.append(done)
@@ -247,12 +234,14 @@ class _WorkQueue:
             self.notified = True
         self._notify()
 
-    def take_done(self) -> list[_Done | LeafJob]:
-        """Everything completed since the last call (the owner's side)."""
+    def take_done(self) -> tuple[list[LeafJob], list[LeafJob]]:
+        """The jobs workers started from lanes, and the jobs completed, since the last call
+        (the owner's side)."""
         with self.lock:
+            started, self.started = self.started, []
             done, self.done = self.done, []
             self.notified = False
-        return done
+        return started, done
 
 
 class _SpareWorkers(_WorkQueue):

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from actors.runtime._workqueue import (
     Lane,
-    _Done,
     _Drain,
     _Wake,
     _WorkQueue,
@@ -220,6 +219,10 @@ class LeafJob:
     is_async: bool = False  # the task's, read once
     lane: Lane | None = None  # the lane it waits in, if its owner prepared it ahead
     tag: Any = None  # the owner's own reference (e.g. its attempt)
+    # How the work ended, set by whoever ran it before handing the job in.
+    status: Status | None = None
+    value: Any = None
+    error: ErrorInfo | None = None
 
     def release_permits(self) -> None:
         """Give back the job's permits (idempotent)."""
@@ -453,26 +456,30 @@ def _cancel_error(scope: CancelScope) -> ErrorInfo:
     return ErrorInfo(type="castflow.Cancelled", message=f"cancelled ({reason})")
 
 
-def _outcome(
-    job: LeafJob, call: Callable[..., Any], *args: Any
-) -> tuple[Status, Any, ErrorInfo | None]:
-    """Run ``call(*args)`` (the task and its output check) and classify what happened.
+def _outcome(job: LeafJob, call: Callable[..., Any], *args: Any) -> None:
+    """Run ``call(*args)`` (the task and its output check); record how it ended on ``job``.
 
     A job its owner has already decided (it was cut) is not described further: its outcome
     is dropped, and formatting a traceback nobody reads would only hold the interpreter lock
     while the cut's result travels to the caller.
     """
     try:
-        value = call(*args)
+        job.value = call(*args)
     except (CancelledError, asyncio.CancelledError) as exc:
         if job.scope.cancelled:
             # The cancellation itself, not a fault: its traceback says nothing.
-            info = None if job.decided else ErrorInfo.from_exception(exc, with_traceback=False)
-            return _status_for_cancel(job.scope), None, info
-        return Status.ERROR, None, ErrorInfo.from_exception(exc)
+            job.status = _status_for_cancel(job.scope)
+            if not job.decided:
+                job.error = ErrorInfo.from_exception(exc, with_traceback=False)
+            return
+        job.status = Status.ERROR
+        job.error = ErrorInfo.from_exception(exc)
     except BaseException as exc:  # noqa: BLE001 - a tool's failure is a result, never a crash
-        return Status.ERROR, None, None if job.decided else ErrorInfo.from_exception(exc)
-    return Status.OK, value, None
+        job.status = Status.ERROR
+        if not job.decided:
+            job.error = ErrorInfo.from_exception(exc)
+    else:
+        job.status = Status.OK
 
 
 def _execute(job: LeafJob, env: LeafEnv) -> Any:
@@ -520,7 +527,7 @@ class LeafWorker(Actor):
         if not isinstance(message, _Wake):
             return super().on_receive(message)
         signal = self._signal
-        done: _Done | None = None  # handed in with the next take (one lock for both)
+        done: LeafJob | None = None  # handed in with the next take (one lock for both)
         try:
             # Once abandoned, the job it ran was decided long ago: nothing is handed in.
             while not self.abandoned:
@@ -540,17 +547,17 @@ class LeafWorker(Actor):
             self._queue.leave(self)
         return None
 
-    def _run(self, job: LeafJob) -> _Done:
+    def _run(self, job: LeafJob) -> LeafJob:
         env = _env(job, self.system)
         job.started_at = time.monotonic()
         job.started_wall = datetime.now(UTC)
         try:
-            status, value, error = _outcome(job, job.context.run, _execute, job, env)
+            _outcome(job, job.context.run, _execute, job, env)
         finally:
             # Permits come back only when the work has really ended, even if this thread was
             # abandoned meanwhile: the resource behind them was in use until now.
             job.release_permits()
-        return _Done(job, self, status, value, error)
+        return job
 
 
 # -- the dispatcher -----------------------------------------------------------------------
@@ -734,11 +741,11 @@ class LeafDispatcher:
 
     def _take_in(self) -> None:
         """Take in what the workers handed in: finished jobs, and jobs started from lanes."""
-        for item in self._queue.take_done():
-            if isinstance(item, _Done):
-                self._finished(item)
-            else:
-                self._lane_started([item], taken=True)
+        started, finished = self._queue.take_done()
+        if started:
+            self._lane_started(started, taken=True)
+        for job in finished:
+            self._finished(job)
 
     # lanes
 
@@ -804,7 +811,10 @@ class LeafDispatcher:
                 self._hand_off()
 
     def _lane_started(self, jobs: list[LeafJob], *, taken: bool) -> None:
-        """Account for jobs of one lane that started; queue them unless a worker ``taken`` them."""
+        """Account for lane jobs that started; queue them unless workers have ``taken`` them.
+
+        Each lane's owner hears of its own jobs, in the order they started.
+        """
         publish = self._owner.system.events.has_subscribers
         running = self._running
         for job in jobs:
@@ -816,8 +826,16 @@ class LeafDispatcher:
         if not taken:
             self._handoff.extend(jobs)
         lane = jobs[0].lane
-        assert lane is not None
-        lane.on_start(jobs)
+        if all(job.lane is lane for job in jobs):
+            assert lane is not None
+            lane.on_start(jobs)
+            return
+        by_lane: dict[Lane, list[LeafJob]] = {}  # workers started jobs of several batches
+        for job in jobs:
+            assert job.lane is not None
+            by_lane.setdefault(job.lane, []).append(job)
+        for lane, started in by_lane.items():
+            lane.on_start(started)
 
     def _ready(self, job: LeafJob) -> None:
         job.dispatched = True
@@ -884,9 +902,9 @@ class LeafDispatcher:
 
             def done(finished: asyncio.Task[Any]) -> None:
                 cancel()
-                status, value, error = _outcome(job, _complete, job, finished)
+                _outcome(job, _complete, job, finished)
                 job.release_permits()
-                queue.complete(_Done(job, None, status, value, error))
+                queue.complete(job)
 
             task.add_done_callback(done)
 
@@ -894,14 +912,14 @@ class LeafDispatcher:
 
     # decisions
 
-    def _finished(self, done: _Done) -> None:
-        job = done.job
+    def _finished(self, job: LeafJob) -> None:
         job.finished = True
         if job in self._running:  # as _forget, inline: once per job
             self._running.discard(job)
             if not job.is_async:
                 self._sync_jobs -= 1
-        self._decide(job, done.status, done.value, done.error)
+        assert job.status is not None
+        self._decide(job, job.status, job.value, job.error)
 
     def _forget(self, job: LeafJob) -> None:
         """``job`` no longer needs a worker (it ended, was abandoned, or was never taken)."""
@@ -1002,11 +1020,10 @@ class LeafDispatcher:
             lane.standby.clear()
         self._lanes.clear()
         # Started from a lane and not taken in yet: they run, so they are cut like the others.
-        for item in queue.done:
-            if not isinstance(item, _Done):
-                item.dispatched = True
-                self._running.add(item)
-        queue.done = [item for item in queue.done if isinstance(item, _Done)]
+        for job in queue.started:
+            job.dispatched = True
+            self._running.add(job)
+        queue.started = []
 
     def stop(self) -> None:
         """Decide every pending job as cancelled and stop the workers (the owner is ending)."""
