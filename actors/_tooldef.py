@@ -1300,14 +1300,16 @@ class ToolTask:
         return self.tool.is_async
 
     @property
-    def uses_scope(self) -> bool:
-        """Whether the tool sees its cancel scope: only through a ``ToolContext`` parameter."""
+    def uses_env(self) -> bool:
+        """Whether the tool sees its env (scope, call id, resources): only through a
+        ``ToolContext`` parameter."""
         return self.tool.context_param is not None
 
-    def execute(self, env: LeafEnv) -> Any:
+    def execute(self, env: LeafEnv | None) -> Any:
         """Call the tool (an async tool's coroutine is returned, not awaited)."""
         ctx = None
         if self.tool.context_param is not None:
+            assert env is not None  # a task that uses its env is given one
             ctx = ToolContext(
                 scope=env.scope,
                 tool_name=self.tool.name,

@@ -328,12 +328,18 @@ class IsolatedTask(ToolTask):
         return True
 
     @property
+    def uses_env(self) -> bool:
+        """Always true: the call needs the env's system, grace and memory budget."""
+        return True
+
+    @property
     def isolated(self) -> bool:
         """Always true: the call runs in a worker process (memory limits are enforceable)."""
         return True
 
-    def execute(self, env: LeafEnv) -> Coroutine[Any, Any, Any]:
+    def execute(self, env: LeafEnv | None) -> Coroutine[Any, Any, Any]:
         """The coroutine that sends the call to a worker and awaits its answer."""
+        assert env is not None  # it uses its env (``uses_env``)
         return self._run(env)
 
     async def _run(self, env: LeafEnv) -> Any:

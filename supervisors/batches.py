@@ -184,12 +184,12 @@ class AdmissionGate:
         self.backlog_limit = 0
         self.on_room: Callable[[], None] | None = None
 
-    def admit(self) -> bool:
-        """Count one more branch admitted; False, counting nothing, once the gate is closed."""
+    def admit(self, count: int = 1) -> bool:
+        """Count ``count`` more branches admitted; False, counting nothing, once it is closed."""
         with self._lock:
             if self._closed:
                 return False
-            self._admitted += 1
+            self._admitted += count
             return True
 
     def close(self) -> int:

@@ -291,17 +291,17 @@ class BranchSupervisor(Actor):
 
     # -- lanes: plain leaves prepared ahead, started by the workers ------------------------
 
-    def _lane_admission(self, batch: BranchBatch) -> Callable[[], bool | None]:
-        """What a worker asks (under the queue lock) before it starts a branch of ``batch``."""
+    def _lane_admission(self, batch: BranchBatch) -> Callable[[int], bool | None]:
+        """What is asked (under the queue lock) before branches of ``batch`` start from its lane."""
         system = self.system
         gate = batch.gate
         cap = batch.limits.max_abandoned_threads
 
-        def admit() -> bool | None:
+        def admit(count: int) -> bool | None:
             alive = system.abandoned_alive()
             if alive >= cap and alive > 0:
-                return None  # the supervisor refuses it on its next pass
-            return gate.admit()
+                return None  # the supervisor refuses them on its next pass
+            return gate.admit(count)
 
         return admit
 

@@ -36,9 +36,10 @@ class Lane:
 
     Args:
         limit: the most jobs of the lane (and slots reserved with ``reserve_slot``) at once.
-        admit: asked as each job is about to start, under the queue lock: ``True`` starts it,
-            ``None`` leaves it waiting (the owner retries later), ``False`` closes the lane
-            and drops what waits. It must not block, nor take the queue lock.
+        admit: asked, under the queue lock, as the next ``n`` waiting jobs are about to start
+            (``admit(n)``): ``True`` starts them, ``None`` leaves them waiting (the owner
+            retries later), ``False`` closes the lane and drops what waits. It must not
+            block, nor take the queue lock.
         on_start: called on the owner's thread with the jobs that started (in order).
     """
 
@@ -47,7 +48,7 @@ class Lane:
     def __init__(
         self,
         limit: int,
-        admit: Callable[[], bool | None],
+        admit: Callable[[int], bool | None],
         on_start: Callable[[list[LeafJob]], None],
     ) -> None:
         self.limit = limit
@@ -58,20 +59,20 @@ class Lane:
         self.closed = False
 
     def start_locked(self) -> list[LeafJob]:
-        """Under the queue lock: take the waiting jobs that may start now."""
-        started: list[LeafJob] = []
+        """Under the queue lock: take the waiting jobs that may start now (admitted together)."""
         standby = self.standby
-        while standby and self.running < self.limit and not self.closed:
-            verdict = self.admit()
-            if verdict is None:
-                break
-            if not verdict:
-                self.closed = True
-                standby.clear()
-                break
-            started.append(standby.popleft())
-            self.running += 1
-        return started
+        room = min(len(standby), self.limit - self.running)
+        if room <= 0 or self.closed:
+            return []
+        verdict = self.admit(room)
+        if verdict is None:
+            return []
+        if not verdict:
+            self.closed = True
+            standby.clear()
+            return []
+        self.running += room
+        return [standby.popleft() for _ in range(room)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,8 +125,11 @@ class LeafTask(Protocol):
         """Whether ``execute`` returns a coroutine to run on the system loop."""
         ...
 
-    def execute(self, env: LeafEnv) -> Any:
-        """Run the work (sync) or return the coroutine that runs it (async)."""
+    def execute(self, env: LeafEnv | None) -> Any:
+        """Run the work (sync) or return the coroutine that runs it (async).
+
+        ``env`` is ``None`` only for a task that says it does not use it (see ``uses_env``).
+        """
         ...
 
     def complete(self, value: Any) -> Any:
@@ -134,13 +137,13 @@ class LeafTask(Protocol):
         ...
 
 
-def uses_scope(task: LeafTask) -> bool:
-    """Whether ``task`` looks at its scope while it runs (a task that does not say, does).
+def uses_env(task: LeafTask) -> bool:
+    """Whether ``task`` looks at its ``LeafEnv`` while it runs (a task that does not say, does).
 
-    A task may say it does not with a ``uses_scope`` attribute; its executor may then skip
-    making it a scope of its own.
+    A task may say it does not with a ``uses_env`` attribute: it is then given no env
+    (``None``), and its executor may skip making it a scope of its own.
     """
-    return bool(getattr(task, "uses_scope", True))
+    return bool(getattr(task, "uses_env", True))
 
 
 @runtime_checkable
@@ -198,7 +201,7 @@ class LeafJob:
 
     task: LeafTask
     scope: CancelScope
-    call_id: str
+    seq: int  # numbers the job among the process's jobs (the suffix of its call id)
     on_decided: Callable[[StepResult], None]
     cancellation_timeout: float
     context: contextvars.Context
@@ -217,12 +220,18 @@ class LeafJob:
     permit_timer: TimerHandle | None = field(default=None, repr=False)
     own_scope: bool = True
     is_async: bool = False  # the task's, read once
+    uses_env: bool = True  # the task's, read once
     lane: Lane | None = None  # the lane it waits in, if its owner prepared it ahead
     tag: Any = None  # the owner's own reference (e.g. its attempt)
     # How the work ended, set by whoever ran it before handing the job in.
     status: Status | None = None
     value: Any = None
     error: ErrorInfo | None = None
+
+    @property
+    def call_id(self) -> str:
+        """The call's unique id: the task's name and the job's number."""
+        return f"{self.task.name}-{self.seq}"
 
     def release_permits(self) -> None:
         """Give back the job's permits (idempotent)."""
@@ -261,19 +270,17 @@ def new_job(
         msg = f"timeout must be >= 0 seconds, got {timeout}"
         raise ValueError(msg)
     is_async = task.is_async
+    needs_env = uses_env(task)
     shared = (
-        cancelled_by_owner
-        and timeout is None
-        and not semaphores
-        and not is_async
-        and not uses_scope(task)
+        cancelled_by_owner and timeout is None and not semaphores and not is_async and not needs_env
     )
     return LeafJob(
         task=task,
         is_async=is_async,
+        uses_env=needs_env,
         scope=parent if shared else parent.child(timeout=timeout, name=task.name),
         own_scope=not shared,
-        call_id=f"{task.name}-{next(_call_ids)}",
+        seq=next(_call_ids),
         on_decided=on_decided,
         cancellation_timeout=cancellation_timeout,
         context=contextvars.copy_context(),
@@ -297,14 +304,15 @@ def lane_job(
 ) -> LeafJob:
     """A job to wait in ``lane`` (see :meth:`LeafDispatcher.stand_by`).
 
-    ``task`` must be sync and not use its scope: the job runs in ``parent``'s scope, and its
+    ``task`` must be sync and not use its env: the job runs in ``parent``'s scope, and its
     owner cancels it itself (as ``new_job(cancelled_by_owner=True)`` with nothing else).
     """
     return LeafJob(
         task=task,
         scope=parent,
         own_scope=False,
-        call_id=f"{task.name}-{next(_call_ids)}",
+        uses_env=False,
+        seq=next(_call_ids),
         on_decided=on_decided,
         cancellation_timeout=cancellation_timeout,
         context=contextvars.copy_context(),
@@ -482,7 +490,7 @@ def _outcome(job: LeafJob, call: Callable[..., Any], *args: Any) -> None:
         job.status = Status.OK
 
 
-def _execute(job: LeafJob, env: LeafEnv) -> Any:
+def _execute(job: LeafJob, env: LeafEnv | None) -> Any:
     """Run a sync job's task (unless it was cancelled before it began) and check its output."""
     job.scope.raise_if_cancelled()
     task = job.task
@@ -548,7 +556,7 @@ class LeafWorker(Actor):
         return None
 
     def _run(self, job: LeafJob) -> LeafJob:
-        env = _env(job, self.system)
+        env = _env(job, self.system) if job.uses_env else None
         job.started_at = time.monotonic()
         job.started_wall = datetime.now(UTC)
         try:
@@ -752,7 +760,7 @@ class LeafDispatcher:
     def open_lane(
         self,
         limit: int,
-        admit: Callable[[], bool | None],
+        admit: Callable[[int], bool | None],
         on_start: Callable[[list[LeafJob]], None],
     ) -> Lane:
         """A lane for jobs prepared ahead (see ``Lane``); close it with :meth:`close_lane`."""
@@ -881,7 +889,7 @@ class LeafDispatcher:
         job.started_at = time.monotonic()
         job.started_wall = datetime.now(UTC)
         system = self._owner.system
-        env = _env(job, system)
+        env = _env(job, system) if job.uses_env else None
         try:
             coro: Coroutine[Any, Any, Any] = job.context.run(job.task.execute, env)
         except BaseException as exc:  # noqa: BLE001
