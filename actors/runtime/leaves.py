@@ -564,7 +564,8 @@ class LeafWorker(Actor):
         finally:
             # Permits come back only when the work has really ended, even if this thread was
             # abandoned meanwhile: the resource behind them was in use until now.
-            job.release_permits()
+            if job.permits is not None:
+                job.permits.release()
         return job
 
 
@@ -834,7 +835,10 @@ class LeafDispatcher:
         if not taken:
             self._handoff.extend(jobs)
         lane = jobs[0].lane
-        if all(job.lane is lane for job in jobs):
+        for job in jobs:
+            if job.lane is not lane:
+                break
+        else:
             assert lane is not None
             lane.on_start(jobs)
             return
