@@ -151,7 +151,15 @@ CANCEL_REST = object()
 
 
 class GatherPolicy(Protocol):
-    """The state of one strategy for one batch. Called only on the gather actor's thread."""
+    """The state of one strategy for one batch. Called only on the gather actor's thread.
+
+    Attributes:
+        successes_can_wait: no single successful result decides the batch before every
+            branch has reported; such results may then reach the gather a little late,
+            several at a time.
+    """
+
+    successes_can_wait: bool
 
     def add(self, index: int, result: StepResult) -> Verdict | object | None:
         """Take branch ``index``'s result; a ``Verdict`` if the batch is decided now."""
@@ -206,6 +214,7 @@ class StrategyPolicy:
         self._judge_kind: Callable[[StepResult, bool], Verdict | object | None] = getattr(
             self, f"_judge_{aggregation.kind}"
         )
+        self.successes_can_wait = aggregation.kind in ("all_success", "partial_success")
 
     def add(self, index: int, result: StepResult) -> Verdict | object | None:
         """Record a branch result and decide if the strategy can."""

@@ -234,6 +234,10 @@ class BranchBatch:
             at a time in a ``BranchReports``; must not block (it tells the gather actor).
         cancellation_timeout: the grace before a stuck leaf thread is abandoned.
         gate: admits the branches; the batch's gather closes it when it decides.
+        successes_can_wait: no single successful result decides the batch before every branch
+            has reported (all-success, partial-success, a reducer), and nobody streams them:
+            the supervisor may take a success in up to a millisecond late, with others, while
+            the workers restart the next branches (see ``Lane``).
     """
 
     key: str
@@ -244,6 +248,7 @@ class BranchBatch:
     report: Callable[[BranchReports], None]
     cancellation_timeout: float
     gate: AdmissionGate = field(default_factory=AdmissionGate)
+    successes_can_wait: bool = False
 
 
 # -- messages -----------------------------------------------------------------------------

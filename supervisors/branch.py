@@ -210,6 +210,7 @@ class BranchSupervisor(Actor):
                 state.limit,
                 self._lane_admission(batch),
                 functools.partial(self._lane_started, state),
+                coalesce=batch.successes_can_wait,
             )
         self._conclude(state, self._admit(state))
 
@@ -323,8 +324,15 @@ class BranchSupervisor(Actor):
                 if not self._start_held(state, lane, refusal):
                     break
                 continue
-            if state.exhausted or len(lane.standby) + len(prepared) >= state.limit:
-                break  # prepared a slot's worth ahead per slot
+            if state.exhausted:
+                break
+            if len(lane.standby) + len(prepared) >= state.limit:
+                if not prepared:
+                    break  # a slot's worth waits ahead of the running ones
+                # Those that fit start now; the next slot's worth is prepared behind them.
+                self._leaves.stand_by(lane, prepared)
+                prepared = []
+                continue
             branch = self._pull(state)
             if branch is None:
                 break

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from actors.runtime.results import Status
 from actors.runtime.timers import TimerServiceStoppedError
 
 if TYPE_CHECKING:
@@ -24,7 +25,15 @@ if TYPE_CHECKING:
     from actors.runtime.leaves import LeafJob, LeafWorker
     from actors.runtime.system import ActorSystem
 
-__all__ = ["Lane", "spare_workers"]
+__all__ = ["COALESCE_WINDOW", "Lane", "spare_workers"]
+
+COALESCE_WINDOW = 0.001
+"""Seconds a successful completion of a coalescing lane may wait to be handed in with others.
+
+While a wave of branches ends, their workers restart the next ones from the lane; the owner
+takes their results in once that is done, instead of competing with them for the interpreter
+lock at the first completion.
+"""
 
 
 class Lane:
@@ -41,19 +50,24 @@ class Lane:
             retries later), ``False`` closes the lane and drops what waits. It must not
             block, nor take the queue lock.
         on_start: called on the owner's thread with the jobs that started (in order).
+        coalesce: the owner may hear of a successful completion up to ``COALESCE_WINDOW``
+            late while more jobs wait in the lane (nothing is decided by one success alone).
     """
 
-    __slots__ = ("admit", "closed", "limit", "on_start", "running", "standby")
+    __slots__ = ("admit", "closed", "coalesce", "limit", "on_start", "running", "standby")
 
     def __init__(
         self,
         limit: int,
         admit: Callable[[int], bool | None],
         on_start: Callable[[list[LeafJob]], None],
+        *,
+        coalesce: bool = False,
     ) -> None:
         self.limit = limit
         self.admit = admit
         self.on_start = on_start
+        self.coalesce = coalesce
         self.running = 0
         self.standby: deque[LeafJob] = deque()
         self.closed = False
@@ -85,6 +99,10 @@ class _Drain:
     """To the owner: completed jobs are waiting in the queue's done list."""
 
 
+_QUIET, _NOW, _LATER = object(), object(), object()
+"""How a completion is announced to the owner: not at all (one is on its way), now, later."""
+
+
 class _WorkQueue:
     """What an owner and its workers share: ready jobs, parked workers, completed jobs.
 
@@ -98,7 +116,17 @@ class _WorkQueue:
     per batch (only when none is already on its way).
     """
 
-    __slots__ = ("done", "lock", "notified", "owner", "parked", "ready", "started", "waking")
+    __slots__ = (
+        "deferred",
+        "done",
+        "lock",
+        "notified",
+        "owner",
+        "parked",
+        "ready",
+        "started",
+        "waking",
+    )
 
     def __init__(self, owner: Actor | None) -> None:
         self.owner = owner
@@ -112,7 +140,8 @@ class _WorkQueue:
         # lanes (taken in first: a job's start comes before its end).
         self.done: list[LeafJob] = []
         self.started: list[LeafJob] = []
-        self.notified = False
+        self.notified = False  # a _Drain is on its way to the owner, or due (``deferred``)
+        self.deferred = False
 
     def put(self, jobs: list[LeafJob]) -> int:
         """Queue ``jobs``; return how many of them no parked worker is there to take."""
@@ -132,14 +161,13 @@ class _WorkQueue:
         """
         skipped: list[LeafJob] = []
         signal = None
-        notify = False
+        notify = _QUIET
         try:
             with self.lock:
                 if done is not None:
                     self.done.append(done)
-                    notify = not self.notified
-                    self.notified = True
                     lane = done.lane
+                    coalesce = False
                     if lane is not None:
                         # Its slot is free: the lane's next job starts now, on this worker.
                         lane.running -= 1
@@ -147,6 +175,8 @@ class _WorkQueue:
                         if started:
                             self.ready.extend(started)
                             self.started.extend(started)
+                        coalesce = lane.coalesce and done.status is Status.OK and bool(lane.standby)
+                    notify = self._announce_locked(coalesce=coalesce)
                 self.waking.discard(worker)
                 while self.ready:
                     job = self.ready.popleft()
@@ -161,16 +191,40 @@ class _WorkQueue:
                     return job
                 return None
         finally:
-            if notify:
-                self._notify()
+            if notify is not _QUIET:
+                self._notify(later=notify is _LATER)
             if signal is not None:
                 signal.release()
             for job in skipped:
                 job.release_permits()
 
-    def _notify(self) -> None:
+    def _announce_locked(self, *, coalesce: bool) -> object:
+        """Under the lock, after a completion: whether to tell the owner now, later or not.
+
+        One ``_Drain`` is on its way at a time; a completion that may not wait turns a
+        deferred one into one sent now.
+        """
+        if coalesce:
+            if self.notified:
+                return _QUIET
+            self.notified = self.deferred = True
+            return _LATER
+        if self.notified and not self.deferred:
+            return _QUIET
+        self.notified = True
+        self.deferred = False
+        return _NOW
+
+    def _notify(self, *, later: bool = False) -> None:
         owner = self.owner
         assert owner is not None  # spare workers run no jobs
+        if later:
+            try:
+                owner.system.timers.schedule(COALESCE_WINDOW, owner.handle, _Drain())
+            except TimerServiceStoppedError:
+                pass  # the system is stopping: tell the owner now
+            else:
+                return
         owner.handle.tell(_Drain())
 
     def _pass_wake(self) -> threading.Lock | None:
@@ -230,10 +284,9 @@ class _WorkQueue:
         """Hand a finished job to the owner (one ``_Drain`` message per batch)."""
         with self.lock:
             self.done.append(done)
-            if self.notified:
-                return
-            self.notified = True
-        self._notify()
+            notify = self._announce_locked(coalesce=False)
+        if notify is not _QUIET:
+            self._notify()
 
     def take_done(self) -> tuple[list[LeafJob], list[LeafJob]]:
         """The jobs workers started from lanes, and the jobs completed, since the last call
@@ -241,7 +294,7 @@ class _WorkQueue:
         with self.lock:
             started, self.started = self.started, []
             done, self.done = self.done, []
-            self.notified = False
+            self.notified = self.deferred = False
         return started, done
 
 

@@ -763,9 +763,11 @@ class LeafDispatcher:
         limit: int,
         admit: Callable[[int], bool | None],
         on_start: Callable[[list[LeafJob]], None],
+        *,
+        coalesce: bool = False,
     ) -> Lane:
         """A lane for jobs prepared ahead (see ``Lane``); close it with :meth:`close_lane`."""
-        lane = Lane(limit, admit, on_start)
+        lane = Lane(limit, admit, on_start, coalesce=coalesce)
         self._lanes.add(lane)
         return lane
 
