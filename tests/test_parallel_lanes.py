@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
@@ -22,6 +23,7 @@ from actors import (
     ActorSystem,
     Aggregation,
     ErrorMode,
+    MapReduceWorkflow,
     ParallelWorkflow,
     SequentialWorkflow,
     Status,
@@ -30,6 +32,10 @@ from actors import (
     ToolContext,
     tool,
 )
+from actors.runtime._workqueue import COALESCE_WINDOW, _WorkQueue
+from actors.runtime.actor import Actor
+from actors.runtime.cancel import CancelScope
+from actors.runtime.leaves import Lane, LeafJob, LeafWorker, lane_job
 from actors.tools import Tool
 from tests.helpers import WAIT
 from tests.parallel_kit import Gates, Meter, raising, wait_until
@@ -369,3 +375,121 @@ def test_nested_plain_batches_cut_at_random_keep_their_bounds_and_end(
     _skipped_never_ran(top, "r", nest.ran)
     for i, record in enumerate(result.steps):
         _skipped_never_ran(record, f"r/{i}", nest.ran)
+
+
+def test_the_first_pass_prepares_the_next_slot_s_worth_behind_the_running_branches(
+    system: ActorSystem, gates: Gates
+) -> None:
+    # The second wave must not wait for the supervisor's first drain: when the first wave
+    # runs, a slot's worth more is prepared, so each finishing worker starts the next itself.
+    concurrency = 4
+    release = gates.new()
+    meter = Meter()
+    pulled: list[int] = []
+
+    def items() -> Iterator[int]:
+        for i in range(5 * concurrency):
+            pulled.append(i)
+            yield i
+
+    @tool
+    def held(x: int) -> int:
+        """Run until released."""
+        meter.enter()
+        try:
+            if not release.wait(WAIT):
+                msg = "never released"
+                raise TimeoutError(msg)
+        finally:
+            meter.leave()
+        return x
+
+    run = system.start(
+        MapReduceWorkflow(held, lambda acc, v: acc + v, initial=0, max_concurrency=concurrency),
+        items(),
+    )
+    assert meter.wait_for(concurrency)
+    # Running, plus one slot's worth prepared (and the item in hand).
+    assert 2 * concurrency <= len(pulled) <= 2 * concurrency + 1
+    assert meter.current == concurrency
+    release.set()
+    result = run.result(WAIT)
+    assert result.status is Status.OK
+    assert result.value == sum(range(5 * concurrency))
+
+
+# -- coalesced completions: the queue's side of the protocol ----------------------------------
+
+
+class _Owner:
+    """Stands in for a dispatcher's actor: records what reaches it, now or by timer."""
+
+    def __init__(self) -> None:
+        self.told: list[object] = []
+        self.scheduled: list[tuple[float, object]] = []
+        self.handle = self
+        self.system = self
+        self.timers = self
+
+    def tell(self, message: object) -> None:
+        self.told.append(message)
+
+    def schedule(self, delay: float, _target: object, message: object) -> None:
+        self.scheduled.append((delay, message))
+
+
+def _lane_jobs(lane: Lane, count: int) -> list[LeafJob]:
+    task = tool(lambda x: x, name="quick").prepare(0)
+    return [
+        lane_job(
+            task,
+            lane,
+            parent=CancelScope(),
+            cancellation_timeout=1.0,
+            on_decided=lambda _result: None,
+            run_permits=None,
+            label=f"b{i}",
+            tag=None,
+        )
+        for i in range(count)
+    ]
+
+
+def _ended(job: LeafJob, status: Status) -> LeafJob:
+    job.status = status
+    return job
+
+
+@pytest.mark.parametrize("coalesce", [True, False])
+def test_a_success_that_decides_nothing_alone_is_handed_in_after_the_window(
+    coalesce: bool,
+) -> None:
+    owner = _Owner()
+    queue = _WorkQueue(cast("Actor", owner))
+    lane = Lane(2, lambda _count: True, lambda _jobs: None, coalesce=coalesce)
+    first, second, third, fourth = _lane_jobs(lane, 4)
+    lane.running = 2  # first and second run; third and fourth wait behind them
+    lane.standby.extend([third, fourth])
+    worker, other = cast("LeafWorker", object()), cast("LeafWorker", object())
+
+    # A success while more wait in the lane: its successor starts at once, on this worker.
+    assert queue.take(worker, _ended(first, Status.OK)) is third
+    if not coalesce:
+        assert len(owner.told) == 1
+        assert owner.scheduled == []
+        return
+    assert owner.told == []
+    assert [delay for delay, _message in owner.scheduled] == [COALESCE_WINDOW]
+
+    # A failure may decide the batch: the owner hears of both at once, not after the window.
+    assert queue.take(other, _ended(second, Status.ERROR)) is fourth
+    assert len(owner.told) == 1
+    assert len(owner.scheduled) == 1
+    started, done = queue.take_done()
+    assert started == [third, fourth]
+    assert done == [first, second]
+
+    # Nothing waits in the lane any more: even a success is handed in at once.
+    assert queue.take(worker, _ended(third, Status.OK)) is None
+    assert len(owner.told) == 2
+    assert len(owner.scheduled) == 1

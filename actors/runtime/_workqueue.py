@@ -337,18 +337,18 @@ class _SpareWorkers(_WorkQueue):
         elif arm:
             self._arm(self._system.idle_thread_timeout)
 
-    def adopt(self, queue: _WorkQueue) -> tuple[LeafWorker, threading.Lock] | None:
-        """A spare worker, now working for ``queue``, and the signal that wakes it.
-
-        Returns ``None`` if no spare is idle.
-        """
+    def adopt(self, queue: _WorkQueue, count: int) -> list[tuple[LeafWorker, threading.Lock]]:
+        """Up to ``count`` spare workers, now working for ``queue``, and the signals that wake
+        them (fewer, or none, if fewer are idle)."""
+        adopted: list[tuple[LeafWorker, threading.Lock]] = []
         with self.lock:
-            if not self.parked:
-                return None
-            worker, signal = self.parked.popitem()  # the most recently parked: the warmest
-            del self._idle_since[worker]
-            worker._queue = queue
-        return worker, signal
+            parked = self.parked
+            while parked and len(adopted) < count:
+                worker, signal = parked.popitem()  # the most recently parked: the warmest
+                del self._idle_since[worker]
+                worker._queue = queue
+                adopted.append((worker, signal))
+        return adopted
 
     def _take_parked(self, worker: LeafWorker) -> threading.Lock | None:
         self._idle_since.pop(worker, None)

@@ -870,19 +870,32 @@ class LeafDispatcher:
         unwoken = self._queue.put(jobs)
         # A worker per sync job at most: a busy worker takes the next queued job itself.
         cap = self._sync_jobs if self._max_workers is None else self._max_workers
-        for _ in range(min(unwoken, cap - len(self._workers))):
-            self._add_worker()
+        self._add_workers(min(unwoken, cap - len(self._workers)))
 
     def _add_worker(self) -> None:
         """Put one more worker on the queue: an adopted spare, else a new one."""
-        name = f"{self._name}-leaf-{next(self._worker_names)}"
-        adopted = None if self._spares is None else self._spares.adopt(self._queue)
-        if adopted is not None:
-            worker, signal = adopted
+        self._add_workers(1)
+
+    def _add_workers(self, count: int) -> None:
+        """Put ``count`` more workers on the queue: adopted spares first, then new ones.
+
+        The spares are adopted together and woken last, once all are renamed: none of them
+        contends for a lock while the others are being set up.
+        """
+        if count <= 0:
+            return
+        adopted = [] if self._spares is None else self._spares.adopt(self._queue, count)
+        for worker, _signal in adopted:
+            name = f"{self._name}-leaf-{next(self._worker_names)}"
             self._owner.system._rename(worker, name)  # before it runs a job of this owner
             self._workers.add(worker)
+        for _ in range(count - len(adopted)):
+            self._spawn_worker()
+        for _worker, signal in adopted:
             signal.release()
-            return
+
+    def _spawn_worker(self) -> None:
+        name = f"{self._name}-leaf-{next(self._worker_names)}"
         handle = self._owner.system.spawn(
             LeafWorker, self._queue, name=name, watchers=self._worker_watchers, wait=False
         )
