@@ -338,7 +338,8 @@ def _node_tag(value: Any) -> str | None:
     if isinstance(value, dict):
         kind = value.get("kind")
         if kind is not None:
-            return f"@{kind}" if kind in KIND_MODELS else None
+            # Any value may come from a document: a list is no kind (nor a key to look up).
+            return f"@{kind}" if isinstance(kind, str) and kind in KIND_MODELS else None
         return "@tool" if "tool" in value else None
     if isinstance(value, ToolNode):
         return "@tool"

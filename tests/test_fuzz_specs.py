@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -82,3 +83,9 @@ def test_random_files_give_a_workflow_or_a_spec_error(text: str, suffix: str) ->
         path = Path(folder) / f"spec{suffix}"
         path.write_text(text, encoding="utf-8", errors="surrogatepass")
         load_or_refuse(str(path))
+
+
+@pytest.mark.parametrize("kind", [[], {}, 3, ["parallel"]])
+def test_a_kind_that_is_not_a_name_is_a_spec_error(kind: object) -> None:
+    with pytest.raises(SpecError):
+        load_spec({"workflow": {"kind": kind}})
