@@ -236,7 +236,7 @@ class BranchBatch:
         gate: admits the branches; the batch's gather closes it when it decides.
         successes_can_wait: no single successful result decides the batch before every branch
             has reported (all-success, partial-success, a reducer), and nobody streams them:
-            the supervisor may take a success in up to a millisecond late, with others, while
+            the supervisor may take a success in a few milliseconds late, with others, while
             the workers restart the next branches (see ``Lane``).
     """
 

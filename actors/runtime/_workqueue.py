@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["COALESCE_WINDOW", "Lane", "spare_workers"]
 
-COALESCE_WINDOW = 0.001
+COALESCE_WINDOW = 0.004
 """Seconds a successful completion of a coalescing lane may wait to be handed in with others.
 
 While a wave of branches ends, their workers restart the next ones from the lane; the owner
