@@ -153,13 +153,12 @@ CANCEL_REST = object()
 class GatherPolicy(Protocol):
     """The state of one strategy for one batch. Called only on the gather actor's thread.
 
-    Attributes:
-        successes_can_wait: no single successful result decides the batch before every
-            branch has reported; such results may then reach the gather a little late,
-            several at a time.
+    A policy may also have a ``successes_can_wait`` attribute: true when no single successful
+    result decides the batch before every branch has reported (all-success, partial-success,
+    a reducer). Successes may then reach the gather a few milliseconds late, several at a
+    time, while the workers restart the next branches. Without it, every result is sent on
+    at once.
     """
-
-    successes_can_wait: bool
 
     def add(self, index: int, result: StepResult) -> Verdict | object | None:
         """Take branch ``index``'s result; a ``Verdict`` if the batch is decided now."""
@@ -197,6 +196,10 @@ class StrategyPolicy:
         aggregation: the strategy.
         error_mode: when failure is decided.
         where: names the step in error messages.
+
+    Attributes:
+        successes_can_wait: the strategy is all-success or partial-success (see
+            :class:`GatherPolicy`).
     """
 
     def __init__(
@@ -433,6 +436,7 @@ class _Batch:
     started_wall: datetime
     admitted: int = 0
     total: int | None = None
+    reported: int = 0
     rest_cancelled: bool = False
 
 
@@ -476,6 +480,7 @@ class GatherActor(Actor):
             gate = batch.expect.gate
             if gate is not None:
                 gate.take()
+            batch.reported += 1
             batch.admitted = max(batch.admitted, item.admitted)
             env = batch.expect.env
             if env is not None and env.partials is not None:
@@ -530,8 +535,11 @@ class GatherActor(Actor):
         expect.decided(
             GatherOutcome(expect.key, verdict, records, batch.started_at, batch.started_wall)
         )
-        # Only after the caller has its result: cleanup never delays it.
-        expect.cancel_rest(why)
+        # Only after the caller has its result: cleanup never delays it. Once every branch
+        # admitted (an exact count now that the gate is closed) has reported, nothing is left
+        # to cancel, and the run may already be stopping its supervisor.
+        if expect.gate is None or batch.reported < batch.admitted:
+            expect.cancel_rest(why)
 
     def on_stop(self) -> None:
         """Decide every batch still open as cancelled (the run or the system is ending)."""

@@ -35,6 +35,8 @@ from actors import (
 from actors.runtime._workqueue import COALESCE_WINDOW, _WorkQueue
 from actors.runtime.actor import Actor
 from actors.runtime.cancel import CancelScope
+from actors.runtime.clock import ManualClock
+from actors.runtime.events import ActorStopped, DeadLetter
 from actors.runtime.leaves import Lane, LeafJob, LeafWorker, lane_job
 from actors.tools import Tool
 from tests.helpers import WAIT
@@ -481,10 +483,12 @@ def test_a_success_that_decides_nothing_alone_is_handed_in_after_the_window(
     assert owner.told == []
     assert [delay for delay, _message in owner.scheduled] == [COALESCE_WINDOW]
 
-    # A failure may decide the batch: the owner hears of both at once, not after the window.
+    # A failure may decide the batch: the owner hears of both at once, not after the window,
+    # and the deferred message, once due, is not sent as well.
     assert queue.take(other, _ended(second, Status.ERROR)) is fourth
     assert len(owner.told) == 1
-    assert len(owner.scheduled) == 1
+    queue.drain_due()
+    assert len(owner.told) == 1
     started, done = queue.take_done()
     assert started == [third, fourth]
     assert done == [first, second]
@@ -493,3 +497,64 @@ def test_a_success_that_decides_nothing_alone_is_handed_in_after_the_window(
     assert queue.take(worker, _ended(third, Status.OK)) is None
     assert len(owner.told) == 2
     assert len(owner.scheduled) == 1
+
+
+def test_a_deferred_completion_is_sent_once_its_window_is_over() -> None:
+    owner = _Owner()
+    queue = _WorkQueue(cast("Actor", owner))
+    lane = Lane(1, lambda _count: True, lambda _jobs: None, coalesce=True)
+    first, second, third = _lane_jobs(lane, 3)
+    lane.running = 1
+    lane.standby.extend([second, third])
+    worker = cast("LeafWorker", object())
+    assert queue.take(worker, _ended(first, Status.OK)) is second
+    assert owner.told == []
+    queue.drain_due()  # the timer fires: nothing took the completion in meanwhile
+    assert len(owner.told) == 1
+    queue.drain_due()  # a second firing sends nothing more
+    assert len(owner.told) == 1
+    # Further successes do not schedule another: a message is on its way.
+    assert queue.take(worker, _ended(second, Status.OK)) is third
+    assert len(owner.told) == 1
+    assert len(owner.scheduled) == 1
+
+
+class _Marker:
+    """A timer target that says when it fired."""
+
+    def __init__(self) -> None:
+        self.fired = threading.Event()
+
+    def tell(self, _message: object) -> None:
+        self.fired.set()
+
+
+def test_deferred_completions_never_reach_a_stopped_supervisor() -> None:
+    # On a manual clock the windows never end by themselves: the run still ends (a completion
+    # with nothing left in the lane is handed in at once), and the deferred messages that
+    # come due after its supervisor stopped are dropped, not dead letters. Nor does the gather
+    # ask a supervisor to cancel the rest once every branch has reported.
+    clock = ManualClock()
+    seen: list[object] = []
+    with ActorSystem("coalesced", clock=clock) as system:
+        stopped = threading.Event()
+
+        def watch(event: object) -> None:
+            seen.append(event)
+            name = event.actor if isinstance(event, ActorStopped) else ""
+            if ".branches" in name and "-leaf-" not in name:  # the supervisor, not a worker
+                stopped.set()
+
+        system.events.subscribe(watch, kinds=(ActorStopped, DeadLetter))
+        quick = tool(lambda x: x, name="quick")
+        flow = ParallelWorkflow([quick] * 400, max_concurrency=4)
+        result = system.run(flow, 1, timeout=WAIT)
+        assert result.status is Status.OK
+        assert result.value == [1] * 400
+        assert stopped.wait(WAIT)
+        clock.advance(1.0)  # every deferred message comes due (on the timer thread)
+        # A timer due now fires after every timer due earlier: then they have all fired.
+        marker = _Marker()
+        system.timers.schedule(0.0, marker, None)
+        assert marker.fired.wait(WAIT)
+    assert [event for event in seen if isinstance(event, DeadLetter)] == []  # nor any other

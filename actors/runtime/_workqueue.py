@@ -113,7 +113,8 @@ class _WorkQueue:
     job still finds a worker as soon as it needs one (a job that blocks has woken the next
     worker before it runs), but quick jobs are mostly taken by workers already awake instead
     of costing a thread switch each. The owner is told of completions with one ``_Drain``
-    per batch (only when none is already on its way).
+    per batch (only when none is already on its way); a success of a coalescing lane is told
+    ``COALESCE_WINDOW`` later, unless something else is told first.
     """
 
     __slots__ = (
@@ -220,12 +221,26 @@ class _WorkQueue:
         assert owner is not None  # spare workers run no jobs
         if later:
             try:
-                owner.system.timers.schedule(COALESCE_WINDOW, owner.handle, _Drain())
+                owner.system.timers.schedule(COALESCE_WINDOW, _DrainDue(self), None)
             except TimerServiceStoppedError:
                 pass  # the system is stopping: tell the owner now
             else:
                 return
         owner.handle.tell(_Drain())
+
+    def drain_due(self) -> None:
+        """The window of a deferred ``_Drain`` is over: send it, unless the owner took the
+        completions in meanwhile, was told at once since, or stopped (see
+        ``cancel_deferred_locked``)."""
+        with self.lock:
+            due = self.deferred
+            self.deferred = False
+        if due:
+            self._notify()
+
+    def cancel_deferred_locked(self) -> None:
+        """Under the lock, as the owner stops: a deferred ``_Drain`` is no longer sent."""
+        self.deferred = False
 
     def _pass_wake(self) -> threading.Lock | None:
         """Under the lock: a parked worker to wake, if jobs wait and no wake-up is on its way."""
@@ -379,6 +394,17 @@ class _SpareWorkers(_WorkQueue):
             self._system.timers.schedule(delay, _SweepSpares(self), None)
         except TimerServiceStoppedError:
             return  # the system is shutting down: it stops every worker
+
+
+@dataclass(frozen=True, slots=True)
+class _DrainDue:
+    """Timer target: the window of a queue's deferred ``_Drain`` is over."""
+
+    queue: _WorkQueue
+
+    def tell(self, _message: object) -> None:
+        """Send the deferred ``_Drain`` if it is still due (quick: one lock, one tell)."""
+        self.queue.drain_due()
 
 
 @dataclass(frozen=True, slots=True)

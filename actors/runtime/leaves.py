@@ -1058,6 +1058,7 @@ class LeafDispatcher:
         with queue.lock:
             never_taken = list(queue.ready)
             queue.ready.clear()
+            queue.cancel_deferred_locked()
             self._close_lanes_locked()
         for job in [*self._running, *self._waiting]:
             if not job.decided:

@@ -307,7 +307,8 @@ class FanCoordinator(Coordinator[F]):
             report=gather.tell,
             cancellation_timeout=self.system.cancellation_timeout if grace is None else grace,
             gate=gate,
-            successes_can_wait=policy.successes_can_wait and env.partials is None,
+            successes_can_wait=bool(getattr(policy, "successes_can_wait", False))
+            and env.partials is None,
         )
         supervisor.tell(StartBatch(batch))
 

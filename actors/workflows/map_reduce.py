@@ -211,7 +211,8 @@ class ReducePolicy:
         self._done = 0
         self._ok = 0
         self._total: int | None = None
-        self.successes_can_wait = True  # a success is folded; only the last one decides
+        # A success is folded; only the last one decides (see GatherPolicy).
+        self.successes_can_wait = True
 
     def add(self, index: int, result: StepResult) -> Verdict | None:
         """Count the item; fold its value or keep its failure; decide if the run can."""
