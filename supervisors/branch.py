@@ -230,7 +230,7 @@ class BranchSupervisor(Actor):
         """
         while self._finals:
             finals, self._finals = self._finals, []
-            states = list({id(final[0]): final[0] for final in finals}.values())
+            states = list({final[0]: None for final in finals})  # each once, in order
             notices = [self._admit(state) for state in states]
             for state, attempt, result in finals:
                 branch = attempt.branch

@@ -836,19 +836,11 @@ class LeafDispatcher:
         self._sync_jobs += len(jobs)
         if not taken:
             self._handoff.extend(jobs)
-        lane = jobs[0].lane
+        by_lane: dict[Lane | None, list[LeafJob]] = {}  # workers serve several batches
         for job in jobs:
-            if job.lane is not lane:
-                break
-        else:
-            assert lane is not None
-            lane.on_start(jobs)
-            return
-        by_lane: dict[Lane, list[LeafJob]] = {}  # workers started jobs of several batches
-        for job in jobs:
-            assert job.lane is not None
             by_lane.setdefault(job.lane, []).append(job)
         for lane, started in by_lane.items():
+            assert lane is not None
             lane.on_start(started)
 
     def _ready(self, job: LeafJob) -> None:
@@ -941,10 +933,7 @@ class LeafDispatcher:
 
     def _finished(self, job: LeafJob) -> None:
         job.finished = True
-        if job in self._running:  # as _forget, inline: once per job
-            self._running.discard(job)
-            if not job.is_async:
-                self._sync_jobs -= 1
+        self._forget(job)
         assert job.status is not None
         self._decide(job, job.status, job.value, job.error)
 
