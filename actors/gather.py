@@ -214,8 +214,10 @@ class StrategyPolicy:
         self._ok = 0
         self._failed = 0
         self._cancel_sent = False
-        self._judge_kind: Callable[[StepResult, bool], Verdict | object | None] = getattr(
-            self, f"_judge_{aggregation.kind}"
+        # The class's function, not a bound method: a policy must not reference itself, or
+        # its results would wait for the cyclic collector instead of going with the run.
+        self._judge_kind: Callable[[StrategyPolicy, StepResult, bool], Verdict | object | None] = (
+            getattr(StrategyPolicy, f"_judge_{aggregation.kind}")
         )
         self.successes_can_wait = aggregation.kind in ("all_success", "partial_success")
 
@@ -229,7 +231,7 @@ class StrategyPolicy:
             self._ok += 1
         else:
             self._failed += 1
-        return self._judge_kind(result, self._done == len(self._names))
+        return self._judge_kind(self, result, self._done == len(self._names))
 
     def _judge_first_success(self, latest: StepResult, all_done: bool) -> Verdict | None:
         if latest.ok:

@@ -186,6 +186,9 @@ class BranchSupervisor(Actor):
         self._leaves.stop()
         self._settle()
         self._flush()
+        # An ended actor is freed by the cyclic collector: it must not keep the batches (and
+        # through their calls, the run's result) that long.
+        self._batches.clear()
 
     def on_failure(
         self,
@@ -640,8 +643,8 @@ class BranchSupervisor(Actor):
         self._forget_if_done(state)
 
     def _forget_if_done(self, state: _BatchState) -> None:
-        if state.running:
-            return
+        if state.running or self._batches.get(state.batch.key) is not state:
+            return  # still running, or forgotten already
         lane = state.lane
         # A lane batch has started every branch it pulled once it has sent that notice.
         all_started = state.exhausted and (lane is None or state.notice_sent)
@@ -655,6 +658,9 @@ class BranchSupervisor(Actor):
                 why = state.cancelled or "the step was cancelled before it finished"
                 self._emit(state, BatchCut(state.batch.key, state.admitted, why))
             self._batches.pop(state.batch.key, None)
+            # The lane's callbacks hold the state: without this cycle the batch (its call, the
+            # run's reply and result) goes as soon as nothing else holds it.
+            state.lane = None
 
 
 def _lane_fits(batch: BranchBatch) -> bool:

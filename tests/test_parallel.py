@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from actors import (
     tool,
 )
 from actors.runtime.cancel import CancelReason
+from actors.runtime.events import ActorStopped
 from tests.helpers import WAIT
 from tests.parallel_kit import (
     Gates,
@@ -30,6 +33,7 @@ from tests.parallel_kit import (
     raising,
     returning,
     statuses,
+    wait_until,
     watch_finished,
 )
 from tests.workflow_tools import double, inc
@@ -559,3 +563,39 @@ def test_an_input_that_cannot_be_copied_fails_the_step_naming_the_error(
     with pytest.raises(WorkflowError) as caught:
         _ = result.value
     assert type(caught.value.__cause__).__name__ == "InputNotCopyableError"
+
+
+class _Payload:
+    """A branch's value that a test can watch with a weak reference."""
+
+
+@pytest.mark.parametrize("aggregation", [Aggregation.ALL_SUCCESS, Aggregation.FIRST_SUCCESS])
+def test_a_finished_run_s_result_goes_without_the_cyclic_collector(
+    system: ActorSystem, aggregation: Aggregation
+) -> None:
+    # A long-running service must get a finished run's result back by reference counting,
+    # not at the next full collection: no cycle through the run's actors may hold it.
+    @tool
+    def make(x: int) -> object:
+        """A fresh payload per branch."""
+        return _Payload()
+
+    stopped: list[str] = []
+    system.events.subscribe(
+        lambda event: stopped.append(event.actor) if isinstance(event, ActorStopped) else None,
+        kinds=(ActorStopped,),
+    )
+    flow = ParallelWorkflow([make] * 50, max_concurrency=4, aggregation=aggregation)
+    gc.disable()
+    try:
+        result = system.run(flow, 1, timeout=WAIT)
+        assert result.status is Status.OK
+        values = result.value if isinstance(result.value, list) else [result.value]
+        refs = [weakref.ref(value) for value in values]
+        assert len(refs) == (50 if aggregation is Aggregation.ALL_SUCCESS else 1)
+        del result, values
+        # The run's coordinator, gather and branch supervisor have stopped.
+        wait_until(lambda: sum("-leaf-" not in name for name in stopped) >= 3)
+        assert [ref for ref in refs if ref() is not None] == []
+    finally:
+        gc.enable()

@@ -488,6 +488,8 @@ def _outcome(job: LeafJob, call: Callable[..., Any], *args: Any) -> None:
             job.error = ErrorInfo.from_exception(exc)
     else:
         job.status = Status.OK
+        if job.decided:
+            job.value = None  # cut: nobody reads it, and a stopped owner must not keep it
 
 
 def _execute(job: LeafJob, env: LeafEnv | None) -> Any:
@@ -935,7 +937,8 @@ class LeafDispatcher:
         job.finished = True
         self._forget(job)
         assert job.status is not None
-        self._decide(job, job.status, job.value, job.error)
+        value, job.value = job.value, None  # the result holds it now; a job outlives its run
+        self._decide(job, job.status, value, job.error)
 
     def _forget(self, job: LeafJob) -> None:
         """``job`` no longer needs a worker (it ended, was abandoned, or was never taken)."""

@@ -741,12 +741,15 @@ class ActorSystem:
         env = RunEnv(self, run_id, input, stream=stream)
         future: ActorFuture[StepResult] = ActorFuture()
         decided = threading.Lock()
+        # The run's actors hold ``reply`` and form cycles the cyclic collector frees; once the
+        # result is out they must not hold the future too, or the result would wait for it.
+        pending: list[ActorFuture[StepResult]] = [future]
 
         def reply(result: StepResult) -> None:
             with decided:
-                if future.done():
+                if not pending:
                     return
-                future.set_result(result)
+                pending.pop().set_result(result)
             # The result is out first; cleanup never delays it.
             remove_shutdown_hook()
             env.close()
