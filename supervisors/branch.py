@@ -360,7 +360,7 @@ class BranchSupervisor(Actor):
             return None
         batch = state.batch
         call = batch.call
-        attempt = _Attempt(branch, number=1, token=1)
+        attempt = _Attempt(branch, 1, 1)  # number and token of its only attempt
         attempt.job = lane_job(
             task,
             lane,

@@ -307,20 +307,24 @@ def lane_job(
     ``task`` must be sync and not use its env: the job runs in ``parent``'s scope, and its
     owner cancels it itself (as ``new_job(cancelled_by_owner=True)`` with nothing else).
     """
-    return LeafJob(
-        task=task,
-        scope=parent,
-        own_scope=False,
-        uses_env=False,
-        seq=next(_call_ids),
-        on_decided=on_decided,
-        cancellation_timeout=cancellation_timeout,
-        context=contextvars.copy_context(),
-        run_permits=run_permits,
-        label=label,
-        lane=lane,
-        tag=tag,
+    # One per branch: the leading fields by position, the rest set after, cost half as much
+    # as a dozen keywords matched against the record's fields.
+    job = LeafJob(
+        task,
+        parent,
+        next(_call_ids),
+        on_decided,
+        cancellation_timeout,
+        contextvars.copy_context(),
+        (),
+        run_permits,
+        label,
     )
+    job.own_scope = False
+    job.uses_env = False
+    job.lane = lane
+    job.tag = tag
+    return job
 
 
 @dataclass(frozen=True, slots=True)

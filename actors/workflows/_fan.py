@@ -369,14 +369,15 @@ class FanCoordinator(Coordinator[F]):
 def branches_of(specs: Iterable[StepSpec], make_input: Any, *, start: int = 0) -> Iterator[Branch]:
     """Branches for ``specs``, each input made by ``make_input()`` then the spec's mapping."""
     for index, spec in enumerate(specs, start):
+        # Without a mapping the branch takes ``make_input`` itself: no wrapper per branch. By
+        # position (index, name, step, input, timeout, semaphores): one is built per branch.
         yield Branch(
-            index=index,
-            name=spec.name,
-            step=spec.step,
-            # Without a mapping the branch takes ``make_input`` itself: no wrapper per branch.
-            input=make_input if spec.input is None else _mapped(spec, make_input),
-            timeout=spec.timeout,
-            semaphores=spec.semaphores,
+            index,
+            spec.name,
+            spec.step,
+            make_input if spec.input is None else _mapped(spec, make_input),
+            spec.timeout,
+            spec.semaphores,
         )
 
 

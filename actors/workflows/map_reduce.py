@@ -174,13 +174,14 @@ def _item_branches(node: MapReduceWorkflow, items: Iterator[Any]) -> Iterator[Br
     what = f"an item of map_reduce {node.name!r}"
     for index, item in enumerate(items):
         make = snapshot(item, copy=copy, what=what)
+        # By position (index, name, step, input, timeout, semaphores): one is built per item.
         yield Branch(
-            index=index,
-            name=f"{spec.name}[{index}]",
-            step=spec.step,
-            input=_mapped(spec, make),
-            timeout=spec.timeout,
-            semaphores=spec.semaphores,
+            index,
+            f"{spec.name}[{index}]",
+            spec.step,
+            _mapped(spec, make),
+            spec.timeout,
+            spec.semaphores,
         )
 
 
