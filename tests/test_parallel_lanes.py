@@ -499,6 +499,21 @@ def test_a_success_that_decides_nothing_alone_is_handed_in_after_the_window(
     assert len(owner.scheduled) == 1
 
 
+def test_a_success_the_lane_cannot_follow_up_is_handed_in_at_once() -> None:
+    # Too many abandoned threads: the lane refuses to start what waits. Only the supervisor
+    # can refuse those branches, so it hears of the completion now, not after the window.
+    owner = _Owner()
+    queue = _WorkQueue(cast("Actor", owner))
+    lane = Lane(1, lambda _count: None, lambda _jobs: None, coalesce=True)
+    first, second = _lane_jobs(lane, 2)
+    lane.running = 1
+    lane.standby.append(second)
+    assert queue.take(cast("LeafWorker", object()), _ended(first, Status.OK)) is None
+    assert list(lane.standby) == [second]
+    assert len(owner.told) == 1
+    assert owner.scheduled == []
+
+
 def test_a_deferred_completion_is_sent_once_its_window_is_over() -> None:
     owner = _Owner()
     queue = _WorkQueue(cast("Actor", owner))

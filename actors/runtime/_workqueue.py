@@ -51,7 +51,8 @@ class Lane:
             block, nor take the queue lock.
         on_start: called on the owner's thread with the jobs that started (in order).
         coalesce: the owner may hear of a successful completion up to ``COALESCE_WINDOW``
-            late while more jobs wait in the lane (nothing is decided by one success alone).
+            late while the lane refills its slots by itself and more jobs wait in it (nothing
+            is decided by one success alone).
     """
 
     __slots__ = ("admit", "closed", "coalesce", "limit", "on_start", "running", "standby")
@@ -176,7 +177,14 @@ class _WorkQueue:
                         if started:
                             self.ready.extend(started)
                             self.started.extend(started)
-                        coalesce = lane.coalesce and done.status is Status.OK and bool(lane.standby)
+                        # It may wait only while the lane flows without the owner: the slot was
+                        # refilled and more wait (a refusal to start needs the owner now).
+                        coalesce = (
+                            lane.coalesce
+                            and done.status is Status.OK
+                            and bool(started)
+                            and bool(lane.standby)
+                        )
                     notify = self._announce_locked(coalesce=coalesce)
                 self.waking.discard(worker)
                 while self.ready:
