@@ -570,8 +570,7 @@ class LeafWorker(Actor):
         finally:
             # Permits come back only when the work has really ended, even if this thread was
             # abandoned meanwhile: the resource behind them was in use until now.
-            if job.permits is not None:
-                job.permits.release()
+            job.release_permits()
         return job
 
 
@@ -870,10 +869,6 @@ class LeafDispatcher:
         cap = self._sync_jobs if self._max_workers is None else self._max_workers
         self._add_workers(min(unwoken, cap - len(self._workers)))
 
-    def _add_worker(self) -> None:
-        """Put one more worker on the queue: an adopted spare, else a new one."""
-        self._add_workers(1)
-
     def _add_workers(self, count: int) -> None:
         """Put ``count`` more workers on the queue: adopted spares first, then new ones.
 
@@ -995,7 +990,7 @@ class LeafDispatcher:
             replace = bool(queue.ready) and not queue.parked
         if replace:
             # The freed capacity lets a queued job start on a fresh worker.
-            self._add_worker()
+            self._add_workers(1)
 
     def _decide(self, job: LeafJob, status: Status, value: Any, error: ErrorInfo | None) -> None:
         if job.decided:
