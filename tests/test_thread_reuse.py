@@ -6,7 +6,7 @@ import contextvars
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -17,7 +17,9 @@ from actors import (
     tool,
 )
 from actors.runtime._threads import LoopThread, ThreadReservoir
+from actors.runtime._workqueue import _WorkQueue
 from actors.runtime.actor import Actor
+from actors.runtime.leaves import LeafJob, LeafWorker
 from actors.runtime.reasons import Crashed, Down, Shutdown
 from tests.helpers import WAIT, Inbox
 from tests.parallel_kit import Probe, abandon_stuck_branch, wait_until
@@ -187,6 +189,61 @@ def test_a_later_runs_leaf_worker_reuses_a_parked_thread_renamed_after_that_run(
     assert threads[1] in before, "the second run's worker started a new thread"
     assert names[0].startswith(f"test/{first.run_id}/")
     assert names[1].startswith(f"test/{second.run_id}/")
+
+
+def test_a_run_that_needs_every_spare_at_once_wakes_them_all(system: ActorSystem) -> None:
+    # Adopted spares are woken one by one, each by the one before as it takes a job: every
+    # branch here waits for all the others, so a broken chain would leave the barrier short.
+    width = 8
+    threads: list[threading.Thread] = []
+    names: list[str] = []
+    barrier = threading.Barrier(width, timeout=WAIT)
+    flow = ParallelWorkflow(
+        [recording(threads, names, before=barrier.wait)] * width, max_concurrency=width
+    )
+    first = system.run(flow, 1, timeout=WAIT)
+    wait_until(spare_workers(system, width), what="the first run's workers to be kept as spares")
+    kept = set(threads)
+    threads.clear()
+    barrier.reset()
+    second = system.run(flow, 2, timeout=WAIT)
+    assert first.value == [1] * width
+    assert second.value == [2] * width
+    assert set(threads) == kept, "the second run did not run on the first run's workers"
+
+
+class _Parkable:
+    """Stands in for an adopted worker: whether it was told to stop meanwhile."""
+
+    def __init__(self, *, stopping: bool = False) -> None:
+        self.abandoned = False
+        self.scope = self
+        self.cancelled = stopping
+
+
+def _signal() -> threading.Lock:
+    signal = threading.Lock()
+    signal.acquire()  # as a parked worker's: held until someone wakes it
+    return signal
+
+
+@pytest.mark.parametrize("jobs_waiting", [True, False])
+def test_adopted_spares_are_parked_and_one_is_woken_unless_told_to_stop(
+    jobs_waiting: bool,
+) -> None:
+    queue = _WorkQueue(None)
+    if jobs_waiting:
+        queue.ready.append(cast("LeafJob", object()))
+    live = [(cast("LeafWorker", _Parkable()), _signal()) for _ in range(3)]
+    stopping = (cast("LeafWorker", _Parkable(stopping=True)), _signal())
+    queue.park_adopted([*live, stopping])
+    # A worker stopped since its adoption found itself parked nowhere: it is woken to end.
+    assert not stopping[1].locked()
+    assert stopping[0] not in queue.parked
+    woken = [worker for worker, signal in live if not signal.locked()]
+    assert len(woken) == (1 if jobs_waiting else 0)
+    assert set(queue.parked) == {worker for worker, _signal in live} - set(woken)
+    assert queue.waking == set(woken)
 
 
 def test_an_abandoned_workers_thread_ends_with_its_work_and_is_never_parked() -> None:

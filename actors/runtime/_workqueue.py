@@ -270,6 +270,26 @@ class _WorkQueue:
             self.parked[worker] = signal
             return True
 
+    def park_adopted(self, adopted: list[tuple[LeafWorker, threading.Lock]]) -> None:
+        """Park workers adopted from the spares (still waiting on their signals) here, and
+        wake one if jobs wait: it passes the wake-up on as it takes a job.
+
+        A worker told to stop since its adoption is woken instead, to end: its stop found
+        it parked nowhere (checked under the lock, as in :meth:`park`).
+        """
+        wake: list[threading.Lock] = []
+        with self.lock:
+            for worker, signal in adopted:
+                if worker.abandoned or worker.scope.cancelled:
+                    wake.append(signal)
+                else:
+                    self.parked[worker] = signal
+            first = self._pass_wake()
+        if first is not None:
+            wake.append(first)
+        for signal in wake:
+            signal.release()
+
     def unpark(self, worker: LeafWorker) -> bool:
         """Wake ``worker`` if it is parked (it is stopping, or it was abandoned)."""
         with self.lock:

@@ -872,8 +872,9 @@ class LeafDispatcher:
     def _add_workers(self, count: int) -> None:
         """Put ``count`` more workers on the queue: adopted spares first, then new ones.
 
-        The spares are adopted together and woken last, once all are renamed: none of them
-        contends for a lock while the others are being set up.
+        The spares are adopted together and renamed, then parked on the queue, which wakes
+        one: each that takes a job wakes the next while jobs wait. Woken all at once, they
+        would each cost this thread a wake-up call, then queue for the interpreter lock.
         """
         if count <= 0:
             return
@@ -884,8 +885,8 @@ class LeafDispatcher:
             self._workers.add(worker)
         for _ in range(count - len(adopted)):
             self._spawn_worker()
-        for _worker, signal in adopted:
-            signal.release()
+        if adopted:
+            self._queue.park_adopted(adopted)
 
     def _spawn_worker(self) -> None:
         name = f"{self._name}-leaf-{next(self._worker_names)}"
