@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from actors.runtime._trusted import trusted_result
 from actors.runtime._workqueue import (
     Lane,
     _Drain,
@@ -999,15 +1000,13 @@ class LeafDispatcher:
         job.decided = True
         if job.remove_callback is not None:
             job.remove_callback()
-        result = StepResult(
-            name=job.label or job.task.name,
-            status=status,
-            value=value,
-            error=error,
+        result = trusted_result(
+            job.label or job.task.name,
+            status,
+            value,
+            error,
             started_at=job.started_at,
-            finished_at=time.monotonic(),
             started_wall=job.started_wall,
-            finished_wall=datetime.now(UTC),
         )
         if job.own_scope:
             job.scope.close()
