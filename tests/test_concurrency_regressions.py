@@ -9,16 +9,21 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from actors import (
     ActorSystem,
     Aggregation,
     Backoff,
+    ConditionalWorkflow,
     ErrorMode,
     FanOutWorkflow,
     ForkJoinWorkflow,
+    ManualClock,
     MapReduceWorkflow,
     ParallelWorkflow,
     RetryPolicy,
+    RunContext,
     Semaphore,
     SequentialWorkflow,
     Status,
@@ -27,6 +32,7 @@ from actors import (
     StepStarted,
     ToolContext,
     WorkflowResult,
+    WorkflowStepResult,
     step,
     tool,
 )
@@ -326,3 +332,62 @@ def test_no_branch_recorded_skipped_has_run_once_fail_fast_has_decided(
     with lock:
         wrong = sorted((x, name) for x, name in ran if name in skipped[x])
     assert not wrong, f"recorded skipped but ran: {wrong}"
+
+
+def always(_: Any, __: RunContext) -> bool:
+    return True
+
+
+class StalledTimers:
+    """A timer receiver that holds the timer thread until released, as a loaded machine may."""
+
+    def __init__(self) -> None:
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def tell(self, message: object) -> None:
+        self.holding.set()
+        self.release.wait(WAIT)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_leaf_that_ran_past_its_deadline_times_out_however_late_the_timer_thread_is(
+    is_async: bool,
+) -> None:
+    # A leaf deaf to its cancellation ran past its deadline while the timer thread was held
+    # up: its completion reached the supervisor before the deadline did, and it was decided
+    # ``ok``, so the conditional around it succeeded (``C1 (Cond): ok not in {error,
+    # timeout}`` in the property suite's soak runs).
+    clock = ManualClock()
+
+    @tool
+    def overrun(x: Any) -> str:
+        """Run past the deadline without looking at the scope."""
+        clock.advance(2.0)
+        return "too late"
+
+    @tool(name="overrun")
+    async def overrun_async(x: Any) -> str:
+        """The same, on the event loop."""
+        clock.advance(2.0)
+        return "too late"
+
+    chosen = step(overrun_async if is_async else overrun, timeout=1.0)
+    cond = ConditionalWorkflow([(always, chosen)], name="cond")
+    flow = ParallelWorkflow([cond, fails], error_mode=ErrorMode.FAIL_SLOW, name="par")
+    stalled = StalledTimers()
+    system = ActorSystem("late-timer", clock=clock)
+    try:
+        system.timers.schedule(0.0, stalled, None)
+        assert stalled.holding.wait(WAIT)  # no deadline is delivered from now on
+        result: WorkflowResult = finished_within(system, flow, 1)
+        record, failed = result.steps
+        assert failed.status is Status.ERROR
+        assert isinstance(record, WorkflowStepResult)
+        assert record.status is Status.ERROR, record
+        (leaf,) = record.steps
+        assert leaf.status is Status.TIMEOUT, leaf
+        assert leaf.value is None
+    finally:
+        stalled.release.set()
+        system.shutdown(timeout=10.0)

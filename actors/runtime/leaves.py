@@ -474,7 +474,8 @@ def _outcome(job: LeafJob, call: Callable[..., Any], *args: Any) -> None:
 
     A job its owner has already decided (it was cut) is not described further: its outcome
     is dropped, and formatting a traceback nobody reads would only hold the interpreter lock
-    while the cut's result travels to the caller.
+    while the cut's result travels to the caller. Work that ends after its scope was cancelled
+    (its deadline passed while it ran) ends as that cancellation (see ``_ended_cut``).
     """
     try:
         job.value = call(*args)
@@ -488,13 +489,36 @@ def _outcome(job: LeafJob, call: Callable[..., Any], *args: Any) -> None:
         job.status = Status.ERROR
         job.error = ErrorInfo.from_exception(exc)
     except BaseException as exc:  # noqa: BLE001 - a tool's failure is a result, never a crash
+        if _ended_cut(job):
+            return
         job.status = Status.ERROR
         if not job.decided:
             job.error = ErrorInfo.from_exception(exc)
     else:
+        if _ended_cut(job):
+            return
         job.status = Status.OK
         if job.decided:
             job.value = None  # cut: nobody reads it, and a stopped owner must not keep it
+
+
+def _ended_cut(job: LeafJob) -> bool:
+    """Whether ``job``'s scope was cancelled before its work ended; if so, record that instead.
+
+    Asked on the thread that ran the work, as it ends. The owner decides a job by whichever
+    reaches it first, the completion or the cancellation; a deadline reaches it from the
+    timer thread, which a loaded machine may hold up for longer than the work overruns. The
+    scope, asked here, reads the deadline on its clock, so work that ran past its deadline is
+    a ``timeout`` (its value or error dropped) however late the timer is.
+    """
+    scope = job.scope
+    if not scope.cancelled:
+        return False
+    job.status = _status_for_cancel(scope)
+    job.value = None
+    if not job.decided:
+        job.error = _cancel_error(scope)
+    return True
 
 
 def _execute(job: LeafJob, env: LeafEnv | None) -> Any:
