@@ -56,6 +56,9 @@ def test_a_trusted_result_equals_the_validated_one_and_behaves_alike(
     renamed = trusted.model_copy(update={"name": "other", "attempts": 2})
     assert (renamed.name, renamed.attempts, renamed.value) == ("other", 2, value)
     # Each result owns its set of fields: one copy's changes never reach another.
-    assert trusted.model_fields_set is not trusted_result(
-        name, status, value, error, started_at=None, started_wall=None
-    ).model_fields_set
+    assert (
+        trusted.model_fields_set
+        is not trusted_result(
+            name, status, value, error, started_at=None, started_wall=None
+        ).model_fields_set
+    )
