@@ -303,14 +303,14 @@ class _WorkQueue:
         """Under the lock: remove ``worker`` from the parked ones; its signal, if it was one."""
         return self.parked.pop(worker, None)
 
-    def hand_over(self, worker: LeafWorker, spares: _SpareWorkers) -> bool:
-        """Move ``worker``, if it is parked here, to the system's spare workers (still parked)."""
+    def hand_over(self, workers: list[LeafWorker], spares: _SpareWorkers) -> set[LeafWorker]:
+        """Move those of ``workers`` parked here to the system's spare workers (still parked),
+        under one lock each; return the ones moved."""
         with self.lock:
-            signal = self._take_parked(worker)
-        if signal is None:
-            return False
-        spares.keep(worker, signal)
-        return True
+            taken = [(worker, self._take_parked(worker)) for worker in workers]
+        moved = [(worker, signal) for worker, signal in taken if signal is not None]
+        spares.keep(moved)
+        return {worker for worker, _signal in moved}
 
     def leave(self, worker: LeafWorker) -> None:
         """``worker`` takes no more jobs: a wake-up it was given goes to another worker."""
@@ -359,25 +359,30 @@ class _SpareWorkers(_WorkQueue):
         self._idle_since: dict[LeafWorker, float] = {}
         self._sweep_armed = False
 
-    def has_room(self) -> bool:
-        """Whether one more spare worker may be kept."""
-        return len(self.parked) < self._system.max_idle_threads
+    def room(self) -> int:
+        """How many more spare workers may be kept."""
+        return max(0, self._system.max_idle_threads - len(self.parked))
 
-    def keep(self, worker: LeafWorker, signal: threading.Lock) -> None:
-        """Take ``worker`` (parked on ``signal``, which nobody else will release) as a spare."""
+    def keep(self, workers: list[tuple[LeafWorker, threading.Lock]]) -> None:
+        """Take ``workers`` (each parked on its signal, which nobody else will release) as
+        spares."""
+        stopping: list[threading.Lock] = []
         arm = False
         with self.lock:
-            worker._queue = self
-            # Checked after the move: a stop from now on reaches this queue's ``unpark``.
-            stopping = worker.abandoned or worker.scope.cancelled
-            if not stopping:
+            now = time.monotonic()
+            for worker, signal in workers:
+                worker._queue = self
+                # Checked after the move: a stop from now on reaches this queue's ``unpark``.
+                if worker.abandoned or worker.scope.cancelled:
+                    stopping.append(signal)
+                    continue
                 self.parked[worker] = signal
-                self._idle_since[worker] = time.monotonic()
+                self._idle_since[worker] = now
                 arm = not self._sweep_armed
-                self._sweep_armed = True
-        if stopping:
+            self._sweep_armed = self._sweep_armed or arm
+        for signal in stopping:
             signal.release()
-        elif arm:
+        if arm:
             self._arm(self._system.idle_thread_timeout)
 
     def adopt(self, queue: _WorkQueue, count: int) -> list[tuple[LeafWorker, threading.Lock]]:

@@ -1099,16 +1099,15 @@ class LeafDispatcher:
         self._running.clear()
         self._sync_jobs = 0
         spares = self._spares
-        running = {worker for worker, _grace in busy}
-        for worker in list(self._workers):
+        kept: set[LeafWorker] = set()
+        if spares is not None:
             # An idle worker of a per-run owner serves the next one; the others end. One that
             # ran a job this owner did not see finish ends too: its abandon check is pending.
-            if (
-                spares is None
-                or worker in running
-                or not spares.has_room()
-                or not queue.hand_over(worker, spares)
-            ):
+            running = {worker for worker, _grace in busy}
+            idle = [worker for worker in self._workers if worker not in running]
+            kept = queue.hand_over(idle[: spares.room()], spares)
+        for worker in list(self._workers):
+            if worker not in kept:
                 worker.handle.stop()
         # A busy worker's abandon check would come to this owner, which is ending: the system's
         # timer gives up the ones whose tool ignores its cancellation past the grace.
