@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 from actors.runtime.actor import Actor
 from actors.runtime.cancel import CancelReason, CancelScope
@@ -268,6 +268,9 @@ class StrategyPolicy:
         return None
 
     def _values(self) -> list[Any]:
+        if self._ok == len(self._results):
+            # Every branch succeeded (the usual end): no per-record checks over a long batch.
+            return [r.value for r in cast("list[StepResult]", self._results)]
         return [r.value for r in self._results if r is not None and r.ok]
 
     def _custom(self) -> Verdict:
@@ -308,6 +311,8 @@ class StrategyPolicy:
 
     def records(self, admitted: int, why: str, unfinished: Status) -> list[StepResult]:
         """Every branch's record in input order; unfinished ones marked with ``why``."""
+        if self._done == len(self._results):
+            return list(cast("list[StepResult]", self._results))
         out: list[StepResult] = []
         for index, (name, result) in enumerate(zip(self._names, self._results, strict=True)):
             if result is not None:
