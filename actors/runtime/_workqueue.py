@@ -305,7 +305,7 @@ class _WorkQueue:
 
     def hand_over(self, workers: list[LeafWorker], spares: _SpareWorkers) -> set[LeafWorker]:
         """Move those of ``workers`` parked here to the system's spare workers (still parked),
-        under one lock each; return the ones moved."""
+        taking this queue's lock and the spares' once for all; return the ones moved."""
         with self.lock:
             taken = [(worker, self._take_parked(worker)) for worker in workers]
         moved = [(worker, signal) for worker, signal in taken if signal is not None]
