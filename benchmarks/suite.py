@@ -325,7 +325,7 @@ def print_fan(title: str, medians: dict[str, float], n: int, ideal: float | None
         line = f"  {name:32} {median / n * 1e6:10.1f} {median / base:7.2f}x"
         row[name] = {"seconds": median, "vs_tpe": median / base}
         if ideal:
-            line += f"  {ideal / median:10.2f}"
+            line += f"  {ideal / median:10.3f}"
             row[name]["efficiency"] = ideal / median
         print(line)
     return row
