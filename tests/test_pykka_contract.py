@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import queue
 from importlib.metadata import version
 
 import pykka
@@ -25,8 +24,20 @@ def test_the_actor_hooks_castflow_overrides_exist_with_the_expected_shape() -> N
         assert hasattr(pykka.Actor, hook), hook
     assert inspect.signature(pykka.Actor._handle_receive).parameters.keys() == {"self", "message"}
     assert isinstance(Actor._create_actor_inbox(), PriorityInbox)
-    assert isinstance(Actor._create_actor_inbox(), queue.Queue)
     assert isinstance(Actor._create_future(), GuardedThreadingFuture)
+
+
+def test_the_castflow_inbox_has_the_methods_of_pykkas_inbox_protocol() -> None:
+    # pykka's ActorRef puts envelopes in an actor's inbox itself (tell and ask).
+    inbox = Actor._create_actor_inbox()
+    for method in ("put", "get", "empty"):
+        expected = inspect.signature(getattr(pykka._actor.ActorInbox, method))
+        actual = inspect.signature(getattr(PriorityInbox, method))
+        assert list(actual.parameters) == list(expected.parameters), method
+    inbox.put(Envelope("hello"))
+    assert not inbox.empty()
+    assert inbox.get().message == "hello"
+    assert inbox.empty()
 
 
 def test_envelopes_carry_a_message_and_an_optional_reply_future() -> None:

@@ -3,11 +3,17 @@
 pykka's inbox is a FIFO ``queue.Queue``: a stop request waits behind every queued message.
 castflow's control envelopes (stop requests) jump the queue so that a stop is seen as soon
 as the current handler returns.
+
+The inbox is also lighter than a ``queue.Queue``: it is unbounded and read by one loop, so it
+needs one lock and, only while its reader waits, a lock that reader blocks on. A
+``queue.Queue`` makes three condition variables per inbox and takes two of them for every
+message; every actor of every run pays for that in its start and in each message.
 """
 
 from __future__ import annotations
 
 import queue
+from _thread import LockType, allocate_lock
 from collections import deque
 from typing import Any
 
@@ -22,23 +28,64 @@ class ControlMessage:
     __slots__ = ()
 
 
-class PriorityInbox(queue.Queue[Envelope[Any]]):
-    """A ``queue.Queue`` whose control envelopes are delivered before user envelopes."""
+class PriorityInbox:
+    """An unbounded FIFO of envelopes whose control envelopes are delivered first.
 
-    def _init(self, maxsize: int) -> None:
+    Any thread may ``put``; ``get`` blocks until an envelope arrives. Implements pykka's
+    ``ActorInbox`` protocol, plus ``get_nowait`` and ``qsize``.
+    """
+
+    __slots__ = ("_control", "_lock", "_user", "_waiters")
+
+    def __init__(self) -> None:
         self._control: deque[Envelope[Any]] = deque()
         self._user: deque[Envelope[Any]] = deque()
+        self._lock = allocate_lock()
+        self._waiters: deque[LockType] = deque()  # each held, released by a put to wake its reader
 
-    def _qsize(self) -> int:
+    def put(self, envelope: Envelope[Any], /) -> None:
+        """Queue ``envelope``; wake a reader waiting in ``get``, if one is."""
+        lane = self._control if isinstance(envelope.message, ControlMessage) else self._user
+        with self._lock:
+            lane.append(envelope)
+            if not self._waiters:
+                return
+            waiter = self._waiters.popleft()
+        waiter.release()
+
+    def get(self) -> Envelope[Any]:
+        """The next envelope, control envelopes first; block until there is one."""
+        lock = self._lock
+        while True:
+            with lock:
+                if self._control:
+                    return self._control.popleft()
+                if self._user:
+                    return self._user.popleft()
+                waiter = allocate_lock()
+                waiter.acquire()
+                self._waiters.append(waiter)
+            # Released by the put that pops it. Another reader (a drain's ``get_nowait``) may
+            # take that envelope first: the loop then waits again.
+            waiter.acquire()
+
+    def get_nowait(self) -> Envelope[Any]:
+        """The next envelope, control envelopes first.
+
+        Raises:
+            queue.Empty: the inbox is empty.
+        """
+        with self._lock:
+            if self._control:
+                return self._control.popleft()
+            if self._user:
+                return self._user.popleft()
+        raise queue.Empty
+
+    def empty(self) -> bool:
+        """Whether no envelope waits (a snapshot: another thread may put one right after)."""
+        return not (self._control or self._user)
+
+    def qsize(self) -> int:
+        """How many envelopes wait (a snapshot)."""
         return len(self._control) + len(self._user)
-
-    def _put(self, item: Envelope[Any]) -> None:
-        if isinstance(item.message, ControlMessage):
-            self._control.append(item)
-        else:
-            self._user.append(item)
-
-    def _get(self) -> Envelope[Any]:
-        if self._control:
-            return self._control.popleft()
-        return self._user.popleft()
