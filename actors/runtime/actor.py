@@ -21,6 +21,7 @@ import pykka
 from pykka import messages as pykka_messages
 from pykka._envelope import Envelope
 
+from actors.runtime._lazy_future import LazyFuture
 from actors.runtime._threads import LoopThread
 from actors.runtime.cancel import CancelReason
 from actors.runtime.errors import ActorDeadError, StartError
@@ -86,8 +87,8 @@ class Actor(pykka.ThreadingActor):
         self._exit_request: ExitReason | None = None
         self._end_lock = threading.Lock()
         self._ended = False
-        self.started: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self.terminated: concurrent.futures.Future[ExitReason] = concurrent.futures.Future()
+        self._started: LazyFuture[None] = LazyFuture()
+        self._terminated: LazyFuture[ExitReason] = LazyFuture()
         self.loop_thread: LoopThread | None = None
         self.abandoned = False
 
@@ -117,6 +118,21 @@ class Actor(pykka.ThreadingActor):
             loop.start(daemon=self.use_daemon_thread)
 
     @property
+    def started(self) -> concurrent.futures.Future[None]:
+        """Done when ``on_start`` returned; its exception (``StartError``) if it failed."""
+        return self._started.future()
+
+    @property
+    def terminated(self) -> concurrent.futures.Future[ExitReason]:
+        """Done with the exit reason once this incarnation has ended."""
+        return self._terminated.future()
+
+    @property
+    def has_ended(self) -> bool:
+        """Whether this incarnation has ended (``terminated`` is done), without making it."""
+        return self._terminated.done()
+
+    @property
     def thread(self) -> threading.Thread | None:
         """The thread running (or that ran) this incarnation's loop."""
         loop = self.loop_thread
@@ -143,18 +159,17 @@ class Actor(pykka.ThreadingActor):
                 self.on_start()
             except BaseException as exc:  # noqa: BLE001 - every start failure is reported
                 reason = StartFailed(ErrorInfo.from_exception(exc))
-                self.started.set_exception(
+                self._started.set_exception(
                     StartError(f"actor {self.handle.name!r} failed to start: {exc!r}")
                 )
             else:
-                self.started.set_result(None)
+                self._started.set_result(None)
                 self.system._actor_started(self)
                 reason = self._process_messages()
                 reason = self._run_stop_hooks(reason)
         except BaseException as exc:  # noqa: BLE001 - a failure of the loop itself
             reason = Crashed(ErrorInfo.from_exception(exc))
-            if not self.started.done():
-                self.started.set_exception(StartError(str(exc)))
+            self._started.set_exception(StartError(str(exc)))  # unless it had started
         finally:
             self._end(reason)
             mark_castflow_thread(None)
@@ -296,8 +311,7 @@ class Actor(pykka.ThreadingActor):
                 return False
             self._ended = True
         self.system._actor_ended(self, reason)
-        if not self.terminated.done():
-            self.terminated.set_result(reason)
+        self._terminated.set_result(reason)  # unless it had ended
         return True
 
     def __str__(self) -> str:

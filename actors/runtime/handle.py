@@ -122,6 +122,12 @@ class ActorHandle(Generic[A]):
         actor.terminated.add_done_callback(lambda done: future.set_result(done.result()))
         return future
 
+    def _request_stop(self, info: object = None) -> None:
+        """``stop`` for a caller that does not wait for the end: no future is made."""
+        actor = self._actor
+        if actor is not None:
+            actor._request_stop(info)
+
     # -- state ---------------------------------------------------------------------------
 
     @property

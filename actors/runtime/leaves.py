@@ -439,7 +439,7 @@ class _AbandonOrphan:
 
     def tell(self, _message: object) -> None:
         """Abandon the worker unless it has ended (its tool returned within the grace)."""
-        if not self.worker.terminated.done():
+        if not self.worker.has_ended:
             self.worker.system.abandon(self.worker, self.grace)
 
 

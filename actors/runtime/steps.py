@@ -180,7 +180,7 @@ class RunEnv:
             self._closed = True
             handles = [handle for _key, handle in self._actors.values()]
         for handle in handles:
-            handle.stop("run finished")
+            handle._request_stop("run finished")
 
     def __len__(self) -> int:
         return len(self._actors)

@@ -798,7 +798,7 @@ class ActorSystem:
     def _stop_roots(self, roots: list[ActorHandle[Any]], deadline: float) -> None:
         for handle in reversed(roots):
             actor = handle._actor
-            if actor is None or actor.terminated.done():
+            if actor is None or actor.has_ended:
                 continue
             actor._request_stop("system shutdown")
             try:
