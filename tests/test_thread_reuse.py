@@ -110,6 +110,35 @@ def test_a_parked_thread_runs_the_next_loop_under_that_loops_name() -> None:
     assert not first.thread.is_alive()
 
 
+def test_a_borrowed_loop_is_finished_for_every_joiner_and_never_before_it_returns() -> None:
+    reservoir = ThreadReservoir("r", idle_timeout=WAIT * 6, max_idle=4)
+    release = threading.Event()
+    loop = loop_of(lambda: release.wait(WAIT) or True)
+    joined: list[bool] = []
+
+    def join_often() -> None:
+        joined.extend(loop.join(WAIT) for _ in range(500))
+
+    try:
+        reservoir.start(loop)
+        assert not loop.join(0.01)  # still running: the wait runs out
+        assert not loop.finished
+        release.set()
+        assert loop.join(WAIT)
+        joiners = [threading.Thread(target=join_often) for _ in range(4)]
+        for joiner in joiners:
+            joiner.start()
+        # Each join holds the loop's lock for a moment: the loop stays finished meanwhile.
+        seen = [loop.finished for _ in range(2000)]
+        for joiner in joiners:
+            joiner.join(WAIT)
+    finally:
+        release.set()
+        assert reservoir.close(time.monotonic() + WAIT)
+    assert all(seen)
+    assert joined == [True] * 2000
+
+
 @pytest.mark.parametrize(
     ("idle_timeout", "reusable"),
     [(WAIT * 6, False), (0.05, True)],

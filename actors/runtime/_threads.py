@@ -25,12 +25,16 @@ class LoopThread:
         target: the loop; it returns whether its thread may be reused afterwards.
     """
 
-    __slots__ = ("_ended", "_target", "borrowed", "name", "thread")
+    __slots__ = ("_ended", "_running", "_target", "borrowed", "name", "thread")
 
     def __init__(self, name: str, target: Callable[[], bool]) -> None:
         self.name = name
         self._target = target
-        self._ended = threading.Event()
+        # Held until the loop returns, for join to wait on: cheaper to make than an Event, and
+        # there is one per incarnation. A joiner holds it for a moment: ``_ended`` is the state.
+        self._running = threading.Lock()
+        self._running.acquire()
+        self._ended = False
         self.borrowed = False
         self.thread: threading.Thread | None = None
 
@@ -45,12 +49,13 @@ class LoopThread:
         try:
             return self._target()
         finally:
-            self._ended.set()
+            self._ended = True
+            self._running.release()
 
     @property
     def finished(self) -> bool:
         """Whether the loop has returned (and, on a thread of its own, the thread has ended)."""
-        if not self._ended.is_set():
+        if not self._ended:
             return False
         return self.borrowed or self.thread is None or not self.thread.is_alive()
 
@@ -58,7 +63,11 @@ class LoopThread:
         """Wait until :attr:`finished`, at most ``timeout`` seconds; return :attr:`finished`."""
         thread = self.thread
         if self.borrowed or thread is None:
-            return self._ended.wait(timeout)
+            if not self._ended:
+                if not self._running.acquire(timeout=-1 if timeout is None else timeout):
+                    return self._ended
+                self._running.release()  # for the next one who waits
+            return True
         thread.join(timeout)
         return not thread.is_alive()
 
