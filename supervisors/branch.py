@@ -420,6 +420,7 @@ class BranchSupervisor(Actor):
         if not state.exhausted or state.notice_sent or lane.closed or not _lane_idle(state, lane):
             return None  # closed: branches were dropped unstarted, so the total is not theirs
         state.notice_sent = True
+        self._leaves.seal_lane(lane)
         return BranchesExhausted(state.batch.key, state.pulled, state.source_error)
 
     def _refusal(self, batch: BranchBatch) -> CastflowError | None:

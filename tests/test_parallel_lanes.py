@@ -27,6 +27,7 @@ from actors import (
     ParallelWorkflow,
     SequentialWorkflow,
     Status,
+    StepCall,
     StepResult,
     StepStarted,
     ToolContext,
@@ -532,6 +533,136 @@ def test_a_deferred_completion_is_sent_once_its_window_is_over() -> None:
     assert queue.take(worker, _ended(second, Status.OK)) is third
     assert len(owner.told) == 1
     assert len(owner.scheduled) == 1
+
+
+@pytest.mark.parametrize("sealed", [True, False])
+def test_the_last_wave_s_successes_wait_for_its_last_branch_once_the_lane_is_sealed(
+    sealed: bool,
+) -> None:
+    # The batch ran out: successes of its last branches wait for the last one to end, which
+    # hands them all in at once (the step is decided then), instead of waking the supervisor
+    # while the others still end. Unsealed, more may come, so each is handed in at once.
+    owner = _Owner()
+    queue = _WorkQueue(cast("Actor", owner))
+    lane = Lane(3, lambda _count: True, lambda _jobs: None, coalesce=True)
+    lane.sealed = sealed
+    first, second, third = _lane_jobs(lane, 3)
+    lane.running = 3
+    worker = cast("LeafWorker", object())
+    assert queue.take(worker, _ended(first, Status.OK)) is None
+    assert queue.take(worker, _ended(second, Status.OK)) is None
+    if not sealed:
+        assert len(owner.told) == 1  # one message on its way covers both
+        assert owner.scheduled == []
+        return
+    assert owner.told == []
+    assert [delay for delay, _message in owner.scheduled] == [COALESCE_WINDOW]
+    assert queue.take(worker, _ended(third, Status.OK)) is None  # the last one: at once
+    assert len(owner.told) == 1
+    queue.drain_due()  # the window's timer finds nothing left to send
+    assert len(owner.told) == 1
+    assert queue.take_done() == ([], [first, second, third])
+
+
+def test_a_failure_in_a_sealed_lane_s_last_wave_is_handed_in_at_once() -> None:
+    owner = _Owner()
+    queue = _WorkQueue(cast("Actor", owner))
+    lane = Lane(2, lambda _count: True, lambda _jobs: None, coalesce=True)
+    lane.sealed = True
+    first, second = _lane_jobs(lane, 2)
+    lane.running = 2
+    assert queue.take(cast("LeafWorker", object()), _ended(first, Status.ERROR)) is None
+    assert len(owner.told) == 1
+    assert owner.scheduled == []
+    assert lane.running == 1
+    assert second.status is None
+
+
+@pytest.mark.parametrize("last", [3, 4, 5])
+def test_a_last_wave_s_result_needs_no_timer_whichever_branch_ends_last(last: int) -> None:
+    # The clock never moves, so the window's timer never fires: a success left waiting for it
+    # would hold the result forever. The last branch to end brings the waiting ones in.
+    release = threading.Event()
+    ended: list[int] = []
+    lock = threading.Lock()
+
+    @tool
+    def step(x: int) -> int:
+        """End at once, but for the item chosen to end last, which waits to be released."""
+        if x == last and not release.wait(WAIT):
+            msg = "never released"
+            raise TimeoutError(msg)
+        with lock:
+            ended.append(x)
+        return x
+
+    with ActorSystem("last-wave", clock=ManualClock()) as system:
+        try:
+            flow = MapReduceWorkflow(step, lambda acc, v: acc + v, initial=0, max_concurrency=3)
+            run = system.start(flow, list(range(6)))
+            wait_until(lambda: len(ended) == 5, what="every item but the held one to end")
+        finally:
+            release.set()
+        result = run.result(WAIT)
+    assert result.status is Status.OK
+    assert result.value == sum(range(6))
+    assert sorted(ended) == list(range(6))
+
+
+class _Answered:
+    """A step that is not a leaf: it answers when the test says, with no leaf of its own."""
+
+    name = "answered"
+
+    def __init__(self) -> None:
+        self.calls: list[StepCall] = []
+        self.started = threading.Event()
+
+    def start(self, call: StepCall) -> None:
+        self.calls.append(call)
+        self.started.set()
+
+    def present(self, result: StepResult, run_id: str) -> StepResult:
+        del run_id
+        return result
+
+
+def test_a_last_wave_that_ends_with_a_branch_run_outside_the_lane_needs_no_timer() -> None:
+    # The last wave holds a plain leaf of the lane and a step that took a slot of it. The leaf
+    # ends first: its success waits for that slot, whose release sends it in. The clock never
+    # moves, so nothing else would.
+    leaf_may_end = threading.Event()
+    ended: list[int] = []
+    answered = _Answered()
+
+    @tool
+    def quick(x: int) -> int:
+        """Return at once."""
+        return x
+
+    @tool
+    def gated(x: int) -> int:
+        """Return once the leaf may end."""
+        if not leaf_may_end.wait(WAIT):
+            msg = "never released"
+            raise TimeoutError(msg)
+        ended.append(x)
+        return x
+
+    flow = ParallelWorkflow([quick, quick, gated, answered], max_concurrency=2)
+    with ActorSystem("last-wave", clock=ManualClock()) as system:
+        try:
+            run = system.start(flow, 1)
+            assert answered.started.wait(WAIT)
+            leaf_may_end.set()
+            wait_until(lambda: ended == [1], what="the leaf to end")
+            (call,) = answered.calls
+            call.reply(StepResult(name="answered", status=Status.OK, value=2))
+        finally:
+            leaf_may_end.set()
+        result = run.result(WAIT)
+    assert result.status is Status.OK
+    assert result.value == [1, 1, 1, 2]
 
 
 class _Marker:

@@ -51,11 +51,23 @@ class Lane:
             block, nor take the queue lock.
         on_start: called on the owner's thread with the jobs that started (in order).
         coalesce: the owner may hear of a successful completion up to ``COALESCE_WINDOW``
-            late while the lane refills its slots by itself and more jobs wait in it (nothing
-            is decided by one success alone).
+            late while the lane refills its slots by itself and more jobs wait in it, or
+            while the last jobs of a sealed lane still run (nothing is decided by one success
+            alone).
+
+    ``sealed`` says the owner queues nothing more in the lane: its batch has run out.
     """
 
-    __slots__ = ("admit", "closed", "coalesce", "limit", "on_start", "running", "standby")
+    __slots__ = (
+        "admit",
+        "closed",
+        "coalesce",
+        "limit",
+        "on_start",
+        "running",
+        "sealed",
+        "standby",
+    )
 
     def __init__(
         self,
@@ -72,6 +84,7 @@ class Lane:
         self.running = 0
         self.standby: deque[LeafJob] = deque()
         self.closed = False
+        self.sealed = False
 
     def start_locked(self) -> list[LeafJob]:
         """Under the queue lock: take the waiting jobs that may start now (admitted together)."""
@@ -178,12 +191,16 @@ class _WorkQueue:
                             self.ready.extend(started)
                             self.started.extend(started)
                         # It may wait only while the lane flows without the owner: the slot was
-                        # refilled and more wait (a refusal to start needs the owner now).
+                        # refilled and more wait (a refusal to start needs the owner now), or
+                        # the lane is sealed and its last jobs still run (the last one to end
+                        # tells the owner at once, with every success that waited).
                         coalesce = (
                             lane.coalesce
                             and done.status is Status.OK
-                            and bool(started)
-                            and bool(lane.standby)
+                            and (
+                                (bool(started) and bool(lane.standby))
+                                or (lane.sealed and not lane.standby and lane.running > 0)
+                            )
                         )
                     notify = self._announce_locked(coalesce=coalesce)
                 self.waking.discard(worker)

@@ -823,7 +823,12 @@ class LeafDispatcher:
         with self._queue.lock:
             lane.running -= 1
             started = lane.start_locked()
+            last = lane.sealed and lane.running == 0
         self._started_here(started)
+        if last:
+            # The successes of a sealed lane's last jobs wait for every slot to be free; the
+            # last one was this slot, and no completion of the lane's will follow.
+            self._queue.drain_due()
 
     def start_waiting(self, lane: Lane) -> None:
         """Start what waits in ``lane`` and fits (after ``admit`` said "not now")."""
@@ -837,6 +842,11 @@ class LeafDispatcher:
             jobs = list(lane.standby)
             lane.standby.clear()
         return jobs
+
+    def seal_lane(self, lane: Lane) -> None:
+        """Say that nothing more will be queued in ``lane`` (see ``Lane.coalesce``)."""
+        with self._queue.lock:
+            lane.sealed = True
 
     def close_lane(self, lane: Lane) -> None:
         """Start nothing more from ``lane``; the jobs waiting in it are dropped (never started)."""
