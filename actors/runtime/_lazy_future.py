@@ -34,25 +34,11 @@ class LazyFuture(Generic[T]):
 
     def set_result(self, result: T) -> bool:
         """Settle with ``result``; False (and nothing changes) if it was settled already."""
-        with self._lock:
-            if self._settled:
-                return False
-            self._settled, self._result = True, result
-            future = self._future
-        if future is not None:
-            future.set_result(result)  # outside the lock: it runs the future's callbacks
-        return True
+        return self._settle(result, None)
 
     def set_exception(self, exception: BaseException) -> bool:
         """Settle with ``exception``; False (and nothing changes) if it was settled already."""
-        with self._lock:
-            if self._settled:
-                return False
-            self._settled, self._exception = True, exception
-            future = self._future
-        if future is not None:
-            future.set_exception(exception)
-        return True
+        return self._settle(None, exception)
 
     def future(self) -> concurrent.futures.Future[T]:
         """The outcome as a ``Future`` (made on the first call, the same one after)."""
@@ -62,8 +48,24 @@ class LazyFuture(Generic[T]):
                 future = self._future = concurrent.futures.Future()
                 if self._settled:
                     # Nobody else holds it yet: settling it here runs no callback.
-                    if self._exception is not None:
-                        future.set_exception(self._exception)
-                    else:
-                        future.set_result(cast(T, self._result))
+                    _resolve(future, self._result, self._exception)
             return future
+
+    def _settle(self, result: T | None, exception: BaseException | None) -> bool:
+        with self._lock:
+            if self._settled:
+                return False
+            self._settled, self._result, self._exception = True, result, exception
+            future = self._future
+        if future is not None:
+            _resolve(future, result, exception)  # outside the lock: it runs the callbacks
+        return True
+
+
+def _resolve(
+    future: concurrent.futures.Future[T], result: T | None, exception: BaseException | None
+) -> None:
+    if exception is not None:
+        future.set_exception(exception)
+    else:
+        future.set_result(cast(T, result))
