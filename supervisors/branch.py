@@ -114,6 +114,7 @@ class _BatchState:
     pulled: int = 0
     source_error: ErrorInfo | None = None
     notice_sent: bool = False
+    warmed: bool = False  # the lane's first slot's worth has started
 
 
 _Final = tuple[_BatchState, _Attempt, StepResult]
@@ -214,6 +215,7 @@ class BranchSupervisor(Actor):
                 self._lane_admission(batch),
                 functools.partial(self._lane_started, state),
                 coalesce=batch.successes_can_wait,
+                on_dry=functools.partial(self._lane_taken, state),
             )
         self._conclude(state, self._admit(state))
 
@@ -315,10 +317,7 @@ class BranchSupervisor(Actor):
         if batch.call.scope.cancelled:
             return None  # the coordinator's CutBranches is on its way
         refusal = self._refusal(batch)
-        if refusal is not None:
-            self._refuse_waiting(state, lane, refusal)
-        else:
-            self._leaves.start_waiting(lane)  # those left waiting while a thread was abandoned
+        self._resume_waiting(state, lane, refusal)
         prepared: list[LeafJob] = []  # queued in the lane together, under one lock
         while state.cancelled is None:
             if state.held is not None:
@@ -335,6 +334,12 @@ class BranchSupervisor(Actor):
                 # Those that fit start now; the next slot's worth is prepared behind them.
                 self._leaves.stand_by(lane, prepared)
                 prepared = []
+                if not state.warmed and not lane.standby:
+                    # The first slot's worth starts: the next is prepared once the workers
+                    # have taken it, not while they wait for this thread to let them run.
+                    state.warmed = True
+                    self._leaves.notify_when_taken(lane)
+                    break
                 continue
             branch = self._pull(state)
             if branch is None:
@@ -346,6 +351,16 @@ class BranchSupervisor(Actor):
                 prepared.append(job)
         self._leaves.stand_by(lane, prepared)
         return self._lane_exhausted(state, lane)
+
+    def _resume_waiting(
+        self, state: _BatchState, lane: Lane, refusal: CastflowError | None
+    ) -> None:
+        """What waits in the lane: refused while too many threads are abandoned, else started
+        as it fits (it was left waiting while one was)."""
+        if refusal is not None:
+            self._refuse_waiting(state, lane, refusal)
+        else:
+            self._leaves.start_waiting(lane)
 
     def _lane_job(self, state: _BatchState, lane: Lane, branch: Branch) -> LeafJob | None:
         """A job to wait in the lane if ``branch`` is a plain leaf that prepares; else ``None``."""
@@ -414,6 +429,11 @@ class BranchSupervisor(Actor):
         if state.cancelled is not None:
             for job in jobs:
                 self._leaves.cancel(job)  # started just before the lane closed: cut it too
+
+    def _lane_taken(self, state: _BatchState) -> None:
+        """The workers took the lane's first slot's worth: prepare the next behind it."""
+        if self._batches.get(state.batch.key) is state:
+            self._conclude(state, self._admit(state))
 
     def _lane_exhausted(self, state: _BatchState, lane: Lane) -> BranchesExhausted | None:
         """The notice that the branches ran out, once every branch pulled has started."""

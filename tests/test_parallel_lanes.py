@@ -412,7 +412,9 @@ def test_the_first_pass_prepares_the_next_slot_s_worth_behind_the_running_branch
         items(),
     )
     assert meter.wait_for(concurrency)
-    # Running, plus one slot's worth prepared (and the item in hand).
+    # Running, plus one slot's worth prepared once the workers took the first (and the item
+    # in hand).
+    wait_until(lambda: len(pulled) >= 2 * concurrency, what="the next slot's worth")
     assert 2 * concurrency <= len(pulled) <= 2 * concurrency + 1
     assert meter.current == concurrency
     release.set()
@@ -663,6 +665,45 @@ def test_a_last_wave_that_ends_with_a_branch_run_outside_the_lane_needs_no_timer
         result = run.result(WAIT)
     assert result.status is Status.OK
     assert result.value == [1, 1, 1, 2]
+
+
+def test_the_worker_that_takes_the_last_ready_job_tells_the_owner_once_if_asked() -> None:
+    # The first pass starts one slot's worth and asks to hear when the workers have taken it:
+    # the next is prepared then, not while the workers wait for the supervisor's thread.
+    owner = _Owner()
+    queue = _WorkQueue(cast("Actor", owner))
+    lane = Lane(3, lambda _count: True, lambda _jobs: None)
+    jobs = _lane_jobs(lane, 3)
+    queue.ready.extend(jobs)
+    lane.dry_notice = True
+    worker = cast("LeafWorker", object())
+    assert queue.take(worker) is jobs[0]
+    assert queue.take(worker) is jobs[1]
+    assert owner.told == []
+    assert not lane.dry
+    assert queue.take(worker) is jobs[2]  # the last one: the owner hears of it
+    assert len(owner.told) == 1
+    assert lane.dry
+    assert not lane.dry_notice
+    queue.ready.extend(_lane_jobs(lane, 1))
+    queue.take(worker)  # asked once, told once
+    assert len(owner.told) == 1
+
+
+def test_a_completion_handed_in_with_the_last_ready_job_taken_is_told_once() -> None:
+    # The worker hands in a failure and takes the last ready job in one step: the message
+    # that tells the owner of the failure must go, and covers the notice as well.
+    owner = _Owner()
+    queue = _WorkQueue(cast("Actor", owner))
+    lane = Lane(2, lambda _count: True, lambda _jobs: None)
+    finished, last = _lane_jobs(lane, 2)
+    lane.running = 1
+    queue.ready.append(last)
+    lane.dry_notice = True
+    assert queue.take(cast("LeafWorker", object()), _ended(finished, Status.ERROR)) is last
+    assert len(owner.told) == 1
+    assert lane.dry
+    assert queue.take_done() == ([], [finished])
 
 
 class _Marker:

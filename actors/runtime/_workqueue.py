@@ -56,13 +56,18 @@ class Lane:
             alone).
 
     ``sealed`` says the owner queues nothing more in the lane: its batch has run out.
+    ``dry_notice`` asks the worker that takes the queue's last ready job to tell the owner
+    (``dry`` is then set, and ``on_dry`` called on the owner's thread as it takes that in).
     """
 
     __slots__ = (
         "admit",
         "closed",
         "coalesce",
+        "dry",
+        "dry_notice",
         "limit",
+        "on_dry",
         "on_start",
         "running",
         "sealed",
@@ -76,6 +81,7 @@ class Lane:
         on_start: Callable[[list[LeafJob]], None],
         *,
         coalesce: bool = False,
+        on_dry: Callable[[], None] | None = None,
     ) -> None:
         self.limit = limit
         self.admit = admit
@@ -85,6 +91,9 @@ class Lane:
         self.standby: deque[LeafJob] = deque()
         self.closed = False
         self.sealed = False
+        self.on_dry = on_dry
+        self.dry_notice = False
+        self.dry = False
 
     def start_locked(self) -> list[LeafJob]:
         """Under the queue lock: take the waiting jobs that may start now (admitted together)."""
@@ -214,6 +223,12 @@ class _WorkQueue:
                     job.worker = worker
                     # Before this job runs (it may block): the next waiting job needs a worker.
                     signal = self._pass_wake()
+                    lane = job.lane
+                    if lane is not None and lane.dry_notice and not self.ready:
+                        lane.dry_notice = False
+                        lane.dry = True
+                        if notify is not _NOW:  # one sent now covers the completion as well
+                            notify = self._announce_locked(coalesce=False)
                     return job
                 return None
         finally:

@@ -785,6 +785,11 @@ class LeafDispatcher:
             self._lane_started(started, taken=True)
         for job in finished:
             self._finished(job)
+        for lane in self._lanes:
+            if lane.dry:  # set under the queue lock before the worker told the owner
+                lane.dry = False
+                if lane.on_dry is not None:
+                    lane.on_dry()
 
     # lanes
 
@@ -795,9 +800,10 @@ class LeafDispatcher:
         on_start: Callable[[list[LeafJob]], None],
         *,
         coalesce: bool = False,
+        on_dry: Callable[[], None] | None = None,
     ) -> Lane:
         """A lane for jobs prepared ahead (see ``Lane``); close it with :meth:`close_lane`."""
-        lane = Lane(limit, admit, on_start, coalesce=coalesce)
+        lane = Lane(limit, admit, on_start, coalesce=coalesce, on_dry=on_dry)
         self._lanes.add(lane)
         return lane
 
@@ -842,6 +848,11 @@ class LeafDispatcher:
             jobs = list(lane.standby)
             lane.standby.clear()
         return jobs
+
+    def notify_when_taken(self, lane: Lane) -> None:
+        """Call ``lane.on_dry`` once workers have taken every job queued so far."""
+        with self._queue.lock:
+            lane.dry_notice = True
 
     def seal_lane(self, lane: Lane) -> None:
         """Say that nothing more will be queued in ``lane`` (see ``Lane.coalesce``)."""
