@@ -9,6 +9,7 @@ not a plain leaf.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -38,7 +39,7 @@ from actors.runtime.actor import Actor
 from actors.runtime.cancel import CancelScope
 from actors.runtime.clock import ManualClock
 from actors.runtime.events import ActorStopped, DeadLetter
-from actors.runtime.leaves import Lane, LeafJob, LeafWorker, lane_job
+from actors.runtime.leaves import Lane, LeafDispatcher, LeafJob, LeafWorker, lane_job
 from actors.tools import Tool
 from tests.helpers import WAIT
 from tests.parallel_kit import Gates, Meter, raising, wait_until
@@ -704,6 +705,30 @@ def test_a_completion_handed_in_with_the_last_ready_job_taken_is_told_once() -> 
     assert len(owner.told) == 1
     assert lane.dry
     assert queue.take_done() == ([], [finished])
+
+
+def test_a_dry_notice_whose_handling_closes_lanes_reaches_every_lane_that_was_dry() -> None:
+    # Handling a notice may close lanes (the gather decided, so admission closes the batch's):
+    # the other lanes that ran dry still hear of it.
+    owner = _Owner()
+    dispatcher = LeafDispatcher(cast("Actor", owner), "lanes", 1)
+    lanes: list[Lane] = []
+    noticed: list[int] = []
+
+    def on_dry(index: int) -> None:
+        noticed.append(index)
+        for lane in lanes:
+            dispatcher.close_lane(lane)
+
+    for index in range(3):
+        lane = dispatcher.open_lane(
+            1, lambda _count: True, lambda _jobs: None, on_dry=functools.partial(on_dry, index)
+        )
+        lane.dry = True
+        lanes.append(lane)
+    dispatcher._take_in()
+    assert sorted(noticed) == [0, 1, 2]
+    assert not any(lane.dry for lane in lanes)
 
 
 class _Marker:

@@ -58,10 +58,9 @@ class PriorityInbox:
         lock = self._lock
         while True:
             with lock:
-                if self._control:
-                    return self._control.popleft()
-                if self._user:
-                    return self._user.popleft()
+                envelope = self._pop_locked()
+                if envelope is not None:
+                    return envelope
                 waiter = allocate_lock()
                 waiter.acquire()
                 self._waiters.append(waiter)
@@ -76,11 +75,17 @@ class PriorityInbox:
             queue.Empty: the inbox is empty.
         """
         with self._lock:
-            if self._control:
-                return self._control.popleft()
-            if self._user:
-                return self._user.popleft()
-        raise queue.Empty
+            envelope = self._pop_locked()
+        if envelope is None:
+            raise queue.Empty
+        return envelope
+
+    def _pop_locked(self) -> Envelope[Any] | None:
+        if self._control:
+            return self._control.popleft()
+        if self._user:
+            return self._user.popleft()
+        return None
 
     def empty(self) -> bool:
         """Whether no envelope waits (a snapshot: another thread may put one right after)."""

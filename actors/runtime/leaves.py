@@ -785,11 +785,13 @@ class LeafDispatcher:
             self._lane_started(started, taken=True)
         for job in finished:
             self._finished(job)
-        for lane in self._lanes:
-            if lane.dry:  # set under the queue lock before the worker told the owner
-                lane.dry = False
-                if lane.on_dry is not None:
-                    lane.on_dry()
+        # ``dry`` is set under the queue lock before the worker tells the owner. The lanes are
+        # listed first: a notice's handling may close lanes, which leaves ``_lanes``.
+        dry = [lane for lane in self._lanes if lane.dry]
+        for lane in dry:
+            lane.dry = False
+            if lane.on_dry is not None:
+                lane.on_dry()
 
     # lanes
 
