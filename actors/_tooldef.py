@@ -32,6 +32,7 @@ import dataclasses
 import functools
 import inspect
 import logging
+import operator
 import re
 import sys
 import types
@@ -617,6 +618,37 @@ def _plan_inputs(
     return _InputPlan(fields, tuple(call_plan), context_param, context_required, tuple(param_names))
 
 
+def _validated_caller(
+    fn: Callable[..., Any], call_plan: tuple[tuple[str, str | None, bool], ...]
+) -> Callable[[BaseModel], Any]:
+    """What calls ``fn`` with a validated input when no ``ToolContext`` is passed (as
+    :meth:`Tool.invoke` with ``ctx=None``), with the attribute reads of its plan made ahead.
+
+    A plain tool runs once per branch of a fan-out: its one-parameter shapes skip the plan's
+    loop.
+    """
+    if len(call_plan) == 1:
+        name, source, positional = call_plan[0]
+        if source is not None:
+            get = operator.attrgetter(source)
+            if positional:
+                return lambda validated: fn(get(validated))
+            return lambda validated: fn(**{name: get(validated)})
+
+    def call(validated: BaseModel) -> Any:
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        for name, source, positional in call_plan:
+            value = None if source is None else getattr(validated, source)
+            if positional:
+                args.append(value)
+            elif source is not None:
+                kwargs[name] = value
+        return fn(*args, **kwargs)
+
+    return call
+
+
 def _build_input_model(tool_name: str, fields: dict[str, Any]) -> type[BaseModel]:
     try:
         return create_model(
@@ -661,6 +693,7 @@ class Tool(Generic[P, R]):
 
     __slots__ = (
         "_call_plan",
+        "_call_validated",
         "_context_required",
         "_has_required",
         "_import_path",
@@ -694,6 +727,7 @@ class Tool(Generic[P, R]):
     _import_path: str | None
     _output_adapter: TypeAdapter[Any] | None
     _call_plan: tuple[tuple[str, str | None, bool], ...]
+    _call_validated: Callable[[BaseModel], Any]
     _context_required: bool
     _param_names: tuple[str, ...]
     _has_required: bool
@@ -792,9 +826,14 @@ class Tool(Generic[P, R]):
         setattr_(self, "context_param", plan.context_param)
         setattr_(self, "validate_output", adapter is not None)
         setattr_(self, "_output_adapter", adapter)
-        setattr_(self, "_call_plan", plan.call_plan)
-        setattr_(self, "_context_required", plan.context_required)
-        setattr_(self, "_param_names", plan.param_names)
+        calling = {
+            "_call_plan": plan.call_plan,
+            "_call_validated": _validated_caller(fn, plan.call_plan),
+            "_context_required": plan.context_required,
+            "_param_names": plan.param_names,
+        }
+        for key, value in calling.items():
+            setattr_(self, key, value)
         setattr_(
             self, "_has_required", any(f.is_required() for f in input_model.model_fields.values())
         )
@@ -1325,6 +1364,13 @@ class ToolTask:
     def complete(self, value: Any) -> Any:
         """Validate the tool's output when it declares an output type."""
         return self.tool.check_output(value) if self.tool.validate_output else value
+
+    def run(self) -> Any:
+        """``complete(execute(None))`` in one call, for a tool that takes no ``ToolContext``
+        (a ``plain`` tool's task: what a parallel step's workers run for each branch)."""
+        tool = self.tool
+        value = tool._call_validated(self.validated)
+        return tool.check_output(value) if tool.validate_output else value
 
     def __repr__(self) -> str:
         return f"ToolTask({self.tool.name!r})"

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, cast
 
 from actors.runtime.actor import Actor
 from actors.runtime.cancel import CancelReason, CancelScope
@@ -35,6 +35,7 @@ from actors.runtime.leaves import (
     LeafDispatcher,
     LeafJob,
     OwnerExecutor,
+    PreparedTask,
     lane_job,
     new_job,
 )
@@ -103,7 +104,9 @@ class _Attempt:
 class _BatchState:
     batch: BranchBatch
     limit: int
-    running: dict[int, _Attempt] = field(default_factory=dict)
+    # A branch started from the lane is its job (``tag``: the branch) until it ends: one record
+    # per branch of a fan-out, not an attempt besides.
+    running: dict[int, _Attempt | LeafJob] = field(default_factory=dict)
     admitted: int = 0
     exhausted: bool = False
     cancelled: str | None = None
@@ -117,8 +120,9 @@ class _BatchState:
     warmed: bool = False  # the lane's first slot's worth has started
 
 
-_Final = tuple[_BatchState, _Attempt, StepResult]
-"""A branch's final result, reported once the slots it freed are refilled."""
+_Final = tuple[_BatchState, Branch, StepResult, _Attempt | None]
+"""A branch's final result (and its attempt, unless it ran from the lane), reported once the
+slots it freed are refilled."""
 
 
 # -- the supervisor -----------------------------------------------------------------------
@@ -214,6 +218,7 @@ class BranchSupervisor(Actor):
                 state.limit,
                 self._lane_admission(batch),
                 functools.partial(self._lane_started, state),
+                functools.partial(self._lane_done, state),
                 coalesce=batch.successes_can_wait,
                 on_dry=functools.partial(self._lane_taken, state),
             )
@@ -237,9 +242,9 @@ class BranchSupervisor(Actor):
             finals, self._finals = self._finals, []
             states = list({final[0]: None for final in finals})  # each once, in order
             notices = [self._admit(state) for state in states]
-            for state, attempt, result in finals:
-                branch = attempt.branch
-                self._report(state, branch, result, attempts=attempt.number, attempt=attempt)
+            for state, branch, result, attempt in finals:
+                attempts = 1 if attempt is None else attempt.number
+                self._report(state, branch, result, attempts=attempts, attempt=attempt)
             for state, notice in zip(states, notices, strict=True):
                 self._conclude(state, notice)
 
@@ -370,23 +375,21 @@ class BranchSupervisor(Actor):
         if not _is_leaf(step):
             return None
         try:
-            task = step.prepare(branch.input())
+            # A plain leaf prepares ``PreparedTask``s (see ``Lane``).
+            task = cast("PreparedTask", step.prepare(branch.input()))
         except Exception:  # noqa: BLE001 - held: started the usual way, it fails then
             return None
         batch = state.batch
         call = batch.call
-        attempt = _Attempt(branch, 1, 1)  # number and token of its only attempt
-        attempt.job = lane_job(
+        return lane_job(
             task,
             lane,
             parent=call.scope,
             cancellation_timeout=batch.cancellation_timeout,
-            on_decided=functools.partial(self._attempt_done, state, attempt, 1),
             run_permits=call.env.permits,
             label=branch.name,
-            tag=attempt,
+            tag=branch,
         )
-        return attempt.job
 
     def _start_held(self, state: _BatchState, lane: Lane, refusal: CastflowError | None) -> bool:
         """Start the held branch the usual way if a slot is free after the lane's; False if not."""
@@ -412,7 +415,7 @@ class BranchSupervisor(Actor):
     def _refuse_waiting(self, state: _BatchState, lane: Lane, refusal: CastflowError) -> None:
         """Too many abandoned threads: the branches waiting in the lane are refused, in order."""
         for job in self._leaves.take_standby(lane):
-            branch = job.tag.branch
+            branch = job.tag
             if not state.batch.gate.admit():
                 self._leaves.close_lane(lane)
                 return  # the gather has decided: these never started
@@ -424,11 +427,19 @@ class BranchSupervisor(Actor):
         state.admitted += len(jobs)
         running = state.running
         for job in jobs:
-            attempt: _Attempt = job.tag
-            running[attempt.branch.index] = attempt
+            running[job.tag.index] = job
         if state.cancelled is not None:
             for job in jobs:
                 self._leaves.cancel(job)  # started just before the lane closed: cut it too
+
+    def _lane_done(self, state: _BatchState, job: LeafJob, result: StepResult) -> None:
+        """A branch started from the lane is decided: its only attempt (no retry, no own scope,
+        no slot besides the lane's)."""
+        branch: Branch = job.tag
+        if state.running.get(branch.index) is not job:
+            return  # never taken in as started (its lane closed first): nothing reports it
+        del state.running[branch.index]
+        self._finals.append((state, branch, result, None))
 
     def _lane_taken(self, state: _BatchState) -> None:
         """The workers took the lane's first slot's worth: prepare the next behind it."""
@@ -554,9 +565,8 @@ class BranchSupervisor(Actor):
         if state is None:
             return
         attempt = state.running.get(index)
-        if attempt is None:
-            return
-        self._attempt_done(state, attempt, token, result)
+        if isinstance(attempt, _Attempt):
+            self._attempt_done(state, attempt, token, result)
 
     def _attempt_done(
         self, state: _BatchState, attempt: _Attempt, token: int, result: StepResult
@@ -584,14 +594,14 @@ class BranchSupervisor(Actor):
             attempt.retry_timer = self.system.timers.schedule(delay, self.handle, message)
             return
         del state.running[attempt.branch.index]
-        self._finals.append((state, attempt, result))
+        self._finals.append((state, attempt.branch, result, attempt))
 
     def _retry_due(self, key: str, index: int, token: int) -> None:
         state = self._batches.get(key)
         if state is None:
             return
         attempt = state.running.get(index)
-        if attempt is None or attempt.token != token:
+        if not isinstance(attempt, _Attempt) or attempt.token != token:
             return
         attempt.retry_timer = None
         self._begin_attempt(state, attempt)
@@ -646,7 +656,9 @@ class BranchSupervisor(Actor):
             self._leaves.close_lane(state.lane)  # what waits there never started
             state.held = None
         for attempt in list(state.running.values()):
-            if attempt.retry_timer is not None:
+            if isinstance(attempt, LeafJob):
+                self._leaves.cancel(attempt)  # started from the lane
+            elif attempt.retry_timer is not None:
                 # Waiting for a retry: nothing runs, so the branch ends here.
                 attempt.retry_timer.cancel()
                 attempt.retry_timer = None

@@ -444,6 +444,10 @@ class _Owner:
         self.scheduled.append((delay, message))
 
 
+def _ignore_decided(_job: LeafJob, _result: StepResult) -> None:
+    pass
+
+
 def _lane_jobs(lane: Lane, count: int) -> list[LeafJob]:
     task = tool(lambda x: x, name="quick").prepare(0)
     return [
@@ -452,7 +456,6 @@ def _lane_jobs(lane: Lane, count: int) -> list[LeafJob]:
             lane,
             parent=CancelScope(),
             cancellation_timeout=1.0,
-            on_decided=lambda _result: None,
             run_permits=None,
             label=f"b{i}",
             tag=None,
@@ -472,7 +475,7 @@ def test_a_success_that_decides_nothing_alone_is_handed_in_after_the_window(
 ) -> None:
     owner = _Owner()
     queue = _WorkQueue(cast("Actor", owner))
-    lane = Lane(2, lambda _count: True, lambda _jobs: None, coalesce=coalesce)
+    lane = Lane(2, lambda _count: True, lambda _jobs: None, _ignore_decided, coalesce=coalesce)
     first, second, third, fourth = _lane_jobs(lane, 4)
     lane.running = 2  # first and second run; third and fourth wait behind them
     lane.standby.extend([third, fourth])
@@ -508,7 +511,7 @@ def test_a_success_the_lane_cannot_follow_up_is_handed_in_at_once() -> None:
     # can refuse those branches, so it hears of the completion now, not after the window.
     owner = _Owner()
     queue = _WorkQueue(cast("Actor", owner))
-    lane = Lane(1, lambda _count: None, lambda _jobs: None, coalesce=True)
+    lane = Lane(1, lambda _count: None, lambda _jobs: None, _ignore_decided, coalesce=True)
     first, second = _lane_jobs(lane, 2)
     lane.running = 1
     lane.standby.append(second)
@@ -521,7 +524,7 @@ def test_a_success_the_lane_cannot_follow_up_is_handed_in_at_once() -> None:
 def test_a_deferred_completion_is_sent_once_its_window_is_over() -> None:
     owner = _Owner()
     queue = _WorkQueue(cast("Actor", owner))
-    lane = Lane(1, lambda _count: True, lambda _jobs: None, coalesce=True)
+    lane = Lane(1, lambda _count: True, lambda _jobs: None, _ignore_decided, coalesce=True)
     first, second, third = _lane_jobs(lane, 3)
     lane.running = 1
     lane.standby.extend([second, third])
@@ -547,7 +550,7 @@ def test_the_last_wave_s_successes_wait_for_its_last_branch_once_the_lane_is_sea
     # while the others still end. Unsealed, more may come, so each is handed in at once.
     owner = _Owner()
     queue = _WorkQueue(cast("Actor", owner))
-    lane = Lane(3, lambda _count: True, lambda _jobs: None, coalesce=True)
+    lane = Lane(3, lambda _count: True, lambda _jobs: None, _ignore_decided, coalesce=True)
     lane.sealed = sealed
     first, second, third = _lane_jobs(lane, 3)
     lane.running = 3
@@ -570,7 +573,7 @@ def test_the_last_wave_s_successes_wait_for_its_last_branch_once_the_lane_is_sea
 def test_a_failure_in_a_sealed_lane_s_last_wave_is_handed_in_at_once() -> None:
     owner = _Owner()
     queue = _WorkQueue(cast("Actor", owner))
-    lane = Lane(2, lambda _count: True, lambda _jobs: None, coalesce=True)
+    lane = Lane(2, lambda _count: True, lambda _jobs: None, _ignore_decided, coalesce=True)
     lane.sealed = True
     first, second = _lane_jobs(lane, 2)
     lane.running = 2
@@ -673,7 +676,7 @@ def test_the_worker_that_takes_the_last_ready_job_tells_the_owner_once_if_asked(
     # the next is prepared then, not while the workers wait for the supervisor's thread.
     owner = _Owner()
     queue = _WorkQueue(cast("Actor", owner))
-    lane = Lane(3, lambda _count: True, lambda _jobs: None)
+    lane = Lane(3, lambda _count: True, lambda _jobs: None, _ignore_decided)
     jobs = _lane_jobs(lane, 3)
     queue.ready.extend(jobs)
     lane.dry_notice = True
@@ -696,7 +699,7 @@ def test_a_completion_handed_in_with_the_last_ready_job_taken_is_told_once() -> 
     # that tells the owner of the failure must go, and covers the notice as well.
     owner = _Owner()
     queue = _WorkQueue(cast("Actor", owner))
-    lane = Lane(2, lambda _count: True, lambda _jobs: None)
+    lane = Lane(2, lambda _count: True, lambda _jobs: None, _ignore_decided)
     finished, last = _lane_jobs(lane, 2)
     lane.running = 1
     queue.ready.append(last)
@@ -722,7 +725,11 @@ def test_a_dry_notice_whose_handling_closes_lanes_reaches_every_lane_that_was_dr
 
     for index in range(3):
         lane = dispatcher.open_lane(
-            1, lambda _count: True, lambda _jobs: None, on_dry=functools.partial(on_dry, index)
+            1,
+            lambda _count: True,
+            lambda _jobs: None,
+            _ignore_decided,
+            on_dry=functools.partial(on_dry, index),
         )
         lane.dry = True
         lanes.append(lane)

@@ -23,6 +23,7 @@ from actors.runtime.timers import TimerServiceStoppedError
 if TYPE_CHECKING:
     from actors.runtime.actor import Actor
     from actors.runtime.leaves import LeafJob, LeafWorker
+    from actors.runtime.results import StepResult
     from actors.runtime.system import ActorSystem
 
 __all__ = ["COALESCE_WINDOW", "Lane", "spare_workers"]
@@ -50,6 +51,8 @@ class Lane:
             retries later), ``False`` closes the lane and drops what waits. It must not
             block, nor take the queue lock.
         on_start: called on the owner's thread with the jobs that started (in order).
+        on_decided: called on the owner's thread with each job of the lane and its result,
+            once the job is decided (it ended, or it was cancelled).
         coalesce: the owner may hear of a successful completion up to ``COALESCE_WINDOW``
             late while the lane refills its slots by itself and more jobs wait in it, or
             while the last jobs of a sealed lane still run (nothing is decided by one success
@@ -67,6 +70,7 @@ class Lane:
         "dry",
         "dry_notice",
         "limit",
+        "on_decided",
         "on_dry",
         "on_start",
         "running",
@@ -79,6 +83,7 @@ class Lane:
         limit: int,
         admit: Callable[[int], bool | None],
         on_start: Callable[[list[LeafJob]], None],
+        on_decided: Callable[[LeafJob, StepResult], None],
         *,
         coalesce: bool = False,
         on_dry: Callable[[], None] | None = None,
@@ -86,6 +91,7 @@ class Lane:
         self.limit = limit
         self.admit = admit
         self.on_start = on_start
+        self.on_decided = on_decided
         self.coalesce = coalesce
         self.running = 0
         self.standby: deque[LeafJob] = deque()

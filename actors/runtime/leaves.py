@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from actors.runtime._trusted import trusted_result
 from actors.runtime._workqueue import (
@@ -65,6 +65,7 @@ __all__ = [
     "LeafTask",
     "LeafWorker",
     "OwnerExecutor",
+    "PreparedTask",
     "SubmitLeaf",
     "lane_job",
     "new_job",
@@ -138,6 +139,19 @@ class LeafTask(Protocol):
         ...
 
 
+@runtime_checkable
+class PreparedTask(LeafTask, Protocol):
+    """A sync task that never uses its env, run in one call: what a lane job runs.
+
+    A ``Leaf`` whose ``plain`` attribute is true prepares such tasks (tools without a
+    ``ToolContext`` do), so a parallel step may prepare its branches ahead.
+    """
+
+    def run(self) -> Any:
+        """``complete(execute(None))``: run the work, then check the value it returned."""
+        ...
+
+
 def uses_env(task: LeafTask) -> bool:
     """Whether ``task`` looks at its ``LeafEnv`` while it runs (a task that does not say, does).
 
@@ -203,7 +217,7 @@ class LeafJob:
     task: LeafTask
     scope: CancelScope
     seq: int  # numbers the job among the process's jobs (the suffix of its call id)
-    on_decided: Callable[[StepResult], None]
+    on_decided: Callable[[StepResult], None] | None  # None: its lane's ``on_decided`` is told
     cancellation_timeout: float
     context: contextvars.Context
     semaphores: tuple[Semaphore, ...] = ()
@@ -241,6 +255,8 @@ class LeafJob:
 
 
 _call_ids = itertools.count(1)
+_monotonic = time.monotonic
+_now = datetime.now
 
 
 def new_job(
@@ -293,20 +309,20 @@ def new_job(
 
 
 def lane_job(
-    task: LeafTask,
+    task: PreparedTask,
     lane: Lane,
     *,
     parent: CancelScope,
     cancellation_timeout: float,
-    on_decided: Callable[[StepResult], None],
     run_permits: PermitRegistry | None,
     label: str,
     tag: Any,
 ) -> LeafJob:
     """A job to wait in ``lane`` (see :meth:`LeafDispatcher.stand_by`).
 
-    ``task`` must be sync and not use its env: the job runs in ``parent``'s scope, and its
-    owner cancels it itself (as ``new_job(cancelled_by_owner=True)`` with nothing else).
+    A worker runs it with ``task.run()``, in ``parent``'s scope, with no env; its owner cancels
+    it itself (as ``new_job(cancelled_by_owner=True)`` with nothing else). Its decision goes to
+    ``lane.on_decided``, with the job: the owner needs no callback made per job.
     """
     # One per branch: the leading fields by position, the rest set after, cost half as much
     # as a dozen keywords matched against the record's fields.
@@ -314,7 +330,7 @@ def lane_job(
         task,
         parent,
         next(_call_ids),
-        on_decided,
+        None,
         cancellation_timeout,
         contextvars.copy_context(),
         (),
@@ -528,6 +544,20 @@ def _execute(job: LeafJob, env: LeafEnv | None) -> Any:
     return task.complete(task.execute(env))
 
 
+def _run_prepared(job: LeafJob) -> LeafJob:
+    """Run a job prepared in a lane (see ``lane_job``): sync, in its parent's scope, with no
+    env and no permits, its task a ``PreparedTask``. One is run per branch of a fan-out."""
+    job.started_at = _monotonic()
+    job.started_wall = _now(UTC)
+    _outcome(job, job.context.run, _run_task, job)
+    return job
+
+
+def _run_task(job: LeafJob) -> Any:
+    job.scope.raise_if_cancelled()
+    return cast("PreparedTask", job.task).run()
+
+
 def _complete(job: LeafJob, finished: asyncio.Task[Any]) -> Any:
     """Check the output of an async job's finished task (raising what the task raised)."""
     return job.task.complete(finished.result())
@@ -581,7 +611,7 @@ class LeafWorker(Actor):
                     if queue.park(self, signal):
                         signal.acquire()  # then it may work for another queue (adopted)
                     continue
-                done = self._run(job)
+                done = _run_prepared(job) if job.lane is not None else self._run(job)
         finally:
             self._queue.leave(self)
         return None
@@ -783,8 +813,8 @@ class LeafDispatcher:
         started, finished = self._queue.take_done()
         if started:
             self._lane_started(started, taken=True)
-        for job in finished:
-            self._finished(job)
+        if finished:
+            self._finished_all(finished)
         # ``dry`` is set under the queue lock before the worker tells the owner. The lanes are
         # listed first: a notice's handling may close lanes, which leaves ``_lanes``.
         dry = [lane for lane in self._lanes if lane.dry]
@@ -793,6 +823,41 @@ class LeafDispatcher:
             if lane.on_dry is not None:
                 lane.on_dry()
 
+    def _finished_all(self, jobs: list[LeafJob]) -> None:
+        """Decide the jobs workers finished, in the order they were handed in."""
+        plain = not self._owner.system.events.has_subscribers
+        running = self._running
+        for job in jobs:
+            lane = job.lane
+            if lane is None or not plain:
+                self._finished(job)
+                continue
+            # A lane job (see ``lane_job``: sync, in its parent's scope, nothing to remove or
+            # close) decided as ``_finished`` decides it, without its three calls: one of these
+            # ends per branch of a fan-out.
+            job.finished = True
+            if job in running:
+                running.discard(job)
+                self._sync_jobs -= 1
+            if job.decided:
+                continue
+            job.decided = True
+            status = job.status
+            assert status is not None
+            assert job.label is not None
+            value, job.value = job.value, None
+            lane.on_decided(
+                job,
+                trusted_result(
+                    job.label,
+                    status,
+                    value,
+                    job.error,
+                    started_at=job.started_at,
+                    started_wall=job.started_wall,
+                ),
+            )
+
     # lanes
 
     def open_lane(
@@ -800,12 +865,13 @@ class LeafDispatcher:
         limit: int,
         admit: Callable[[int], bool | None],
         on_start: Callable[[list[LeafJob]], None],
+        on_decided: Callable[[LeafJob, StepResult], None],
         *,
         coalesce: bool = False,
         on_dry: Callable[[], None] | None = None,
     ) -> Lane:
         """A lane for jobs prepared ahead (see ``Lane``); close it with :meth:`close_lane`."""
-        lane = Lane(limit, admit, on_start, coalesce=coalesce, on_dry=on_dry)
+        lane = Lane(limit, admit, on_start, on_decided, coalesce=coalesce, on_dry=on_dry)
         self._lanes.add(lane)
         return lane
 
@@ -1069,7 +1135,11 @@ class LeafDispatcher:
                     duration=result.duration,
                 )
             )
-        job.on_decided(result)
+        if job.lane is not None:
+            job.lane.on_decided(job, result)
+        else:
+            assert job.on_decided is not None  # only a lane job has none
+            job.on_decided(result)
 
     def _publish_started(self, job: LeafJob) -> None:
         system = self._owner.system
