@@ -26,7 +26,7 @@ reporting every error (an ``ExceptionGroup``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -460,20 +460,40 @@ class GatherActor(Actor):
         """Dispatch one message of the gather protocol."""
         match message:
             case BranchReports(items):
-                for item in items:
-                    self._take(item)
+                self._take(items)
             case BranchReport() | BranchesExhausted() | BatchCut():
-                self._take(message)
+                self._take((message,))
             case ExpectBatch(key):
                 self._batches[key] = _Batch(message, time.monotonic(), datetime.now(UTC))
             case _:
                 return super().on_receive(message)
         return None
 
-    def _take(self, item: BatchNotice) -> None:
-        batch = self._batches.get(item.key)
-        if batch is None:
-            return  # decided already: a late result
+    def _take(self, items: Iterable[BatchNotice]) -> None:
+        """Take in notices in order; a branch's report (one per branch) without a call each."""
+        batches = self._batches
+        for item in items:
+            batch = batches.get(item.key)
+            if batch is None:
+                continue  # decided already: a late result
+            if type(item) is not BranchReport:
+                self._take_notice(batch, item)
+                continue
+            expect = batch.expect
+            if expect.gate is not None:
+                expect.gate.take()
+            batch.reported += 1
+            batch.admitted = max(batch.admitted, item.admitted)
+            env = expect.env
+            if env is not None and env.partials is not None:
+                # Before the policy sees it: a deciding branch streams before the result.
+                env.partials.push(expect.path, item.result)
+            verdict = expect.policy.add(item.index, item.result)
+            if verdict is not None:
+                self._apply(batch, verdict)
+
+    def _take_notice(self, batch: _Batch, item: BatchNotice) -> None:
+        """Take in the end of a batch's branches, or its cut."""
         if isinstance(item, BatchCut):
             batch.admitted = max(batch.admitted, item.admitted)
             if batch.rest_cancelled and not batch.expect.scope.cancelled:
@@ -483,20 +503,7 @@ class GatherActor(Actor):
             status, error = _cut_status(batch.expect.scope, item.why)
             self._decide(batch, batch.expect.policy.cut(status, error), item.why)
             return
-        if isinstance(item, BranchReport):
-            gate = batch.expect.gate
-            if gate is not None:
-                gate.take()
-            batch.reported += 1
-            batch.admitted = max(batch.admitted, item.admitted)
-            env = batch.expect.env
-            if env is not None and env.partials is not None:
-                # Before the policy sees it: a deciding branch streams before the result.
-                env.partials.push(batch.expect.path, item.result)
-            verdict = batch.expect.policy.add(item.index, item.result)
-            if verdict is not None:
-                self._apply(batch, verdict)
-            return
+        assert isinstance(item, BranchesExhausted)
         batch.total = item.total
         batch.admitted = max(batch.admitted, item.total)
         self._apply(batch, batch.expect.policy.exhausted(item.total, item.error))

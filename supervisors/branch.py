@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, TypeGuard, cast
+from typing import Any, TypeGuard
 
 from actors.runtime.actor import Actor
 from actors.runtime.cancel import CancelReason, CancelScope
@@ -35,7 +35,6 @@ from actors.runtime.leaves import (
     LeafDispatcher,
     LeafJob,
     OwnerExecutor,
-    PreparedTask,
     lane_job,
     new_job,
 )
@@ -243,8 +242,13 @@ class BranchSupervisor(Actor):
             states = list({final[0]: None for final in finals})  # each once, in order
             notices = [self._admit(state) for state in states]
             for state, branch, result, attempt in finals:
-                attempts = 1 if attempt is None else attempt.number
-                self._report(state, branch, result, attempts=attempts, attempt=attempt)
+                if attempt is None:
+                    # From the lane: its job was named after the branch, and ran once.
+                    state.batch.gate.sent += 1
+                    report = BranchReport(state.batch.key, branch.index, result, state.admitted)
+                    self._emit(state, report)
+                else:
+                    self._report(state, branch, result, attempts=attempt.number, attempt=attempt)
             for state, notice in zip(states, notices, strict=True):
                 self._conclude(state, notice)
 
@@ -370,13 +374,11 @@ class BranchSupervisor(Actor):
     def _lane_job(self, state: _BatchState, lane: Lane, branch: Branch) -> LeafJob | None:
         """A job to wait in the lane if ``branch`` is a plain leaf that prepares; else ``None``."""
         step = branch.step
-        if branch.timeout is not None or branch.semaphores or not getattr(step, "plain", False):
-            return None
-        if not _is_leaf(step):
+        if branch.timeout is not None or branch.semaphores or not _is_plain_leaf(step):
             return None
         try:
-            # A plain leaf prepares ``PreparedTask``s (see ``Lane``).
-            task = cast("PreparedTask", step.prepare(branch.input()))
+            # A plain leaf prepares ``PreparedTask``s (no cast: a call per branch).
+            task: Any = step.prepare(branch.input())
         except Exception:  # noqa: BLE001 - held: started the usual way, it fails then
             return None
         batch = state.batch
@@ -726,6 +728,11 @@ def _is_leaf(step: Step[Any]) -> TypeGuard[Leaf]:
     if found is None:
         found = _leaf_kinds[kind] = isinstance(step, Leaf)
     return found
+
+
+def _is_plain_leaf(step: Step[Any]) -> TypeGuard[Leaf]:
+    """Whether ``step`` is a leaf whose tasks are ``PreparedTask``s (its ``plain`` says so)."""
+    return bool(getattr(step, "plain", False)) and _is_leaf(step)
 
 
 def _admission_limit(limits: ResourceLimits) -> int:

@@ -115,7 +115,30 @@ class Lane:
             standby.clear()
             return []
         self.running += room
+        if room == 1:
+            return [standby.popleft()]  # a slot freed by one completion: the usual case
         return [standby.popleft() for _ in range(room)]
+
+    def refill_locked(self, ok: bool, queue: _WorkQueue) -> bool:
+        """Under ``queue``'s lock: one of the lane's jobs ended (``ok``: it succeeded). Queue the
+        jobs that start in its slot; return whether its owner may hear of the end later."""
+        self.running -= 1
+        started = self.start_locked()
+        if started:
+            queue.ready.extend(started)
+            queue.started.extend(started)
+        # It may wait only while the lane flows without the owner: the slot was refilled and
+        # more wait (a refusal to start needs the owner now), or the lane is sealed and its
+        # last jobs still run (the last one to end tells the owner at once, with every success
+        # that waited).
+        return (
+            ok
+            and self.coalesce
+            and (
+                (bool(started) and bool(self.standby))
+                or (self.sealed and not self.standby and self.running > 0)
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,24 +223,10 @@ class _WorkQueue:
                     coalesce = False
                     if lane is not None:
                         # Its slot is free: the lane's next job starts now, on this worker.
-                        lane.running -= 1
-                        started = lane.start_locked()
-                        if started:
-                            self.ready.extend(started)
-                            self.started.extend(started)
-                        # It may wait only while the lane flows without the owner: the slot was
-                        # refilled and more wait (a refusal to start needs the owner now), or
-                        # the lane is sealed and its last jobs still run (the last one to end
-                        # tells the owner at once, with every success that waited).
-                        coalesce = (
-                            lane.coalesce
-                            and done.status is Status.OK
-                            and (
-                                (bool(started) and bool(lane.standby))
-                                or (lane.sealed and not lane.standby and lane.running > 0)
-                            )
-                        )
-                    notify = self._announce_locked(coalesce=coalesce)
+                        coalesce = lane.refill_locked(done.status is Status.OK, self)
+                    # Announced already, a success that may wait adds nothing (no call).
+                    if not (coalesce and self.notified):
+                        notify = self._announce_locked(coalesce=coalesce)
                 self.waking.discard(worker)
                 while self.ready:
                     job = self.ready.popleft()
@@ -228,13 +237,14 @@ class _WorkQueue:
                         continue
                     job.worker = worker
                     # Before this job runs (it may block): the next waiting job needs a worker.
-                    signal = self._pass_wake()
+                    if self.ready and self.parked and not self.waking:
+                        signal = self._pass_wake()
                     lane = job.lane
                     if lane is not None and lane.dry_notice and not self.ready:
                         lane.dry_notice = False
                         lane.dry = True
-                        if notify is not _NOW:  # one sent now covers the completion as well
-                            notify = self._announce_locked(coalesce=False)
+                        # One sent now covers the completion as well.
+                        notify = _NOW if notify is _NOW else self._announce_locked(coalesce=False)
                     return job
                 return None
         finally:

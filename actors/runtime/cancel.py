@@ -346,7 +346,9 @@ class CancelScope:
         """Whether the scope is cancelled; a passed deadline cancels it now if needed."""
         if self._reason is not None:
             return True
-        if self._deadline is None:
+        deadline = self._deadline
+        # Checked here before the call: a leaf job asks twice per run.
+        if deadline is None or self._clock.now() < deadline:
             return False
         return self._check_deadline()
 
@@ -394,7 +396,10 @@ class CancelScope:
         Raises:
             CancelledError: with the scope's reason in ``.reason``.
         """
-        if self._reason is not None or (self._deadline is not None and self._check_deadline()):
+        deadline = self._deadline
+        if self._reason is not None or (
+            deadline is not None and self._clock.now() >= deadline and self._check_deadline()
+        ):
             reason = self._reason
             raise CancelledError(f"scope {self._name!r} cancelled: {reason}", reason=reason)
 
