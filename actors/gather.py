@@ -470,29 +470,40 @@ class GatherActor(Actor):
         return None
 
     def _take(self, items: Iterable[BatchNotice]) -> None:
-        """Take in notices in order; a branch's report (one per branch) without a call each."""
+        """Take in notices, in order."""
         batches = self._batches
         for item in items:
             batch = batches.get(item.key)
             if batch is None:
                 continue  # decided already: a late result
-            if type(item) is not BranchReport:
+            if isinstance(item, BranchReport):
+                self._take_report(batch, item)
+            else:
                 self._take_notice(batch, item)
-                continue
-            expect = batch.expect
-            if expect.gate is not None:
-                expect.gate.take()
-            batch.reported += 1
-            batch.admitted = max(batch.admitted, item.admitted)
-            env = expect.env
-            if env is not None and env.partials is not None:
+
+    def _take_report(self, batch: _Batch, report: BranchReport) -> None:
+        """Fold the results of a report in, in order, until the batch is decided."""
+        expect = batch.expect
+        count = len(report.indices)
+        if expect.gate is not None:
+            expect.gate.take(count)
+        batch.reported += count
+        batch.admitted = max(batch.admitted, report.admitted)
+        env = expect.env
+        partials = None if env is None else env.partials
+        add = expect.policy.add
+        batches = self._batches
+        for index, result in zip(report.indices, report.results, strict=True):
+            if partials is not None:
                 # Before the policy sees it: a deciding branch streams before the result.
-                env.partials.push(expect.path, item.result)
-            verdict = expect.policy.add(item.index, item.result)
+                partials.push(expect.path, result)
+            verdict = add(index, result)
             if verdict is not None:
                 self._apply(batch, verdict)
+                if batches.get(expect.key) is not batch:
+                    return  # decided: the rest are late results
 
-    def _take_notice(self, batch: _Batch, item: BatchNotice) -> None:
+    def _take_notice(self, batch: _Batch, item: BranchesExhausted | BatchCut) -> None:
         """Take in the end of a batch's branches, or its cut."""
         if isinstance(item, BatchCut):
             batch.admitted = max(batch.admitted, item.admitted)
@@ -503,7 +514,6 @@ class GatherActor(Actor):
             status, error = _cut_status(batch.expect.scope, item.why)
             self._decide(batch, batch.expect.policy.cut(status, error), item.why)
             return
-        assert isinstance(item, BranchesExhausted)
         batch.total = item.total
         batch.admitted = max(batch.admitted, item.total)
         self._apply(batch, batch.expect.policy.exhausted(item.total, item.error))

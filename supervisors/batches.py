@@ -3,9 +3,10 @@
 A batch is the branches of one instance of a parallel step (``BranchBatch``: each a
 ``Branch``), with the ``AdmissionGate`` they are admitted through and the callback their
 results go to. These are the facts and requests the branch supervisor, the gather and the
-parallel coordinators exchange about it: the supervisor reports each branch's final result
-(``BranchReport``), the end of the branches (``BranchesExhausted``) or a cut
-(``BatchCut``) to the gather, several at a time in a ``BranchReports``; it is asked to run
+parallel coordinators exchange about it: the supervisor reports the branches' final results
+(``BranchReport``, one for those that ended together), the end of the branches
+(``BranchesExhausted``) or a cut (``BatchCut``) to the gather, several at a time in a
+``BranchReports``; it is asked to run
 a batch (``StartBatch``), to cancel what still runs of it (``CancelRemaining``, from the
 gather) and to cut it (``CutBranches``, from the coordinator). The errors a branch fails
 with when it is not admitted or cannot run as asked are here too.
@@ -80,20 +81,22 @@ class Branch:
 
 @dataclass(slots=True, eq=False)
 class BranchReport:
-    """Fact, to the gather: branch ``index`` of batch ``key`` ended with ``result``.
+    """Fact, to the gather: branches of batch ``key`` ended, branch ``indices[i]`` with
+    ``results[i]``, in the order they ended (one report for the branches that ended together,
+    not one per branch).
 
-    Read-only by contract (not frozen: one is made per branch).
+    Read-only by contract.
 
     Attributes:
         key: the batch.
-        index: the branch's index.
-        result: its final result (named as the branch, ``attempts`` counted).
+        indices: the branches' indices.
+        results: their final results (named as the branches, ``attempts`` counted).
         admitted: how many branches of the batch had been admitted when this was sent.
     """
 
     key: str
-    index: int
-    result: StepResult
+    indices: list[int]
+    results: list[StepResult]
     admitted: int
 
 
@@ -149,7 +152,7 @@ class AdmissionGate:
     that started as cut and the others as skipped.
 
     A ``paced`` gate also keeps the gather's backlog bounded: the supervisor counts the
-    results it has sent (``sent``), the gather calls :meth:`take` for each one it takes.
+    results it has sent (``sent``), the gather counts those it takes with :meth:`take`.
     While ``backlog_limit`` or more are on their way, the supervisor admits nothing; the
     gather calls ``on_room`` once it has caught up by half (both are set by the supervisor
     when the batch starts). A slow reducer holds the branches back instead of piling their
@@ -157,7 +160,8 @@ class AdmissionGate:
 
     Args:
         paced: whether the receiver of the batch's reports calls :meth:`take` for each
-            ``BranchReport`` (``GatherActor`` does); an unpaced gate never holds admission.
+            result of a ``BranchReport`` (``GatherActor`` does); an unpaced gate never holds
+            admission.
     """
 
     __slots__ = (
@@ -209,9 +213,10 @@ class AdmissionGate:
                 self._stalled = False
         return self._stalled
 
-    def take(self) -> None:
-        """The gather's side: one result taken; wake a waiting supervisor once there is room."""
-        self.taken += 1
+    def take(self, count: int = 1) -> None:
+        """The gather's side: ``count`` results taken; wake a waiting supervisor once there is
+        room."""
+        self.taken += count
         if self._stalled and self.sent - self.taken <= self.backlog_limit // 2:
             with self._lock:
                 wake, self._stalled = self._stalled, False

@@ -241,14 +241,23 @@ class BranchSupervisor(Actor):
             finals, self._finals = self._finals, []
             states = list({final[0]: None for final in finals})  # each once, in order
             notices = [self._admit(state) for state in states]
+            lane_report: BranchReport | None = None  # the last one, while lane results follow
             for state, branch, result, attempt in finals:
-                if attempt is None:
-                    # From the lane: its job was named after the branch, and ran once.
-                    state.batch.gate.sent += 1
-                    report = BranchReport(state.batch.key, branch.index, result, state.admitted)
-                    self._emit(state, report)
-                else:
+                if attempt is not None:
+                    lane_report = None
                     self._report(state, branch, result, attempts=attempt.number, attempt=attempt)
+                    continue
+                # From the lane: its job was named after the branch, and ran once. Results of
+                # one batch that follow each other go in one report.
+                state.batch.gate.sent += 1
+                if lane_report is not None and lane_report.key == state.batch.key:
+                    lane_report.indices.append(branch.index)
+                    lane_report.results.append(result)
+                    continue
+                lane_report = BranchReport(
+                    state.batch.key, [branch.index], [result], state.admitted
+                )
+                self._emit(state, lane_report)
             for state, notice in zip(states, notices, strict=True):
                 self._conclude(state, notice)
 
@@ -625,7 +634,7 @@ class BranchSupervisor(Actor):
                 update["started_wall"] = attempt.first_started_wall
             final = result.model_copy(update=update)
         state.batch.gate.sent += 1
-        self._emit(state, BranchReport(state.batch.key, branch.index, final, state.admitted))
+        self._emit(state, BranchReport(state.batch.key, [branch.index], [final], state.admitted))
 
     def _emit(self, state: _BatchState, item: BatchNotice) -> None:
         """Queue ``item`` for the batch's gather; sent in one message per handled message."""
