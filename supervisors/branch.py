@@ -117,6 +117,8 @@ class _BatchState:
     source_error: ErrorInfo | None = None
     notice_sent: bool = False
     warmed: bool = False  # the lane's first slot's worth has started
+    # Whether each step (by id: the batch's branches hold them) is a plain leaf.
+    plain_steps: dict[int, bool] = field(default_factory=dict)
 
 
 _Final = tuple[_BatchState, Branch, StepResult, _Attempt | None]
@@ -383,11 +385,14 @@ class BranchSupervisor(Actor):
     def _lane_job(self, state: _BatchState, lane: Lane, branch: Branch) -> LeafJob | None:
         """A job to wait in the lane if ``branch`` is a plain leaf that prepares; else ``None``."""
         step = branch.step
-        if branch.timeout is not None or branch.semaphores or not _is_plain_leaf(step):
+        plain = state.plain_steps.get(id(step))
+        if plain is None:
+            plain = state.plain_steps[id(step)] = _is_plain_leaf(step)
+        if not plain or branch.timeout is not None or branch.semaphores:
             return None
+        leaf: Any = step  # a plain leaf: it prepares ``PreparedTask``s (no cast: a call each)
         try:
-            # A plain leaf prepares ``PreparedTask``s (no cast: a call per branch).
-            task: Any = step.prepare(branch.input())
+            task = leaf.prepare(branch.input())
         except Exception:  # noqa: BLE001 - held: started the usual way, it fails then
             return None
         batch = state.batch
@@ -739,7 +744,7 @@ def _is_leaf(step: Step[Any]) -> TypeGuard[Leaf]:
     return found
 
 
-def _is_plain_leaf(step: Step[Any]) -> TypeGuard[Leaf]:
+def _is_plain_leaf(step: Step[Any]) -> bool:
     """Whether ``step`` is a leaf whose tasks are ``PreparedTask``s (its ``plain`` says so)."""
     return bool(getattr(step, "plain", False)) and _is_leaf(step)
 

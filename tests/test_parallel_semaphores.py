@@ -225,6 +225,8 @@ def test_permits_come_back_after_a_branch_times_out(system: ActorSystem) -> None
     result = system.run(flow, 1, timeout=WAIT)
     assert result.status is Status.TIMEOUT
     assert result.step("slow").status is Status.TIMEOUT
+    # The run is decided at the deadline; the leaf's thread sees it on its own schedule.
+    assert slow.cancelled.wait(WAIT)
     assert slow.reason is CancelReason.DEADLINE
     permits_back(system, api)
     again = system.run(ParallelWorkflow([step(metered(Meter(), "next"), semaphores=[api])]), 4)

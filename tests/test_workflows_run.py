@@ -150,6 +150,8 @@ def test_a_step_timeout_fails_its_sequence_without_cutting_the_run(system: Actor
     assert result.step("hold").status is Status.TIMEOUT
     assert result.error is not None
     assert result.error.message == "step 'hold' timed out"
+    # The step is decided at its deadline; the leaf's thread sees it on its own schedule.
+    assert probe.cancelled.wait(WAIT)
     assert probe.reason is CancelReason.DEADLINE
 
 

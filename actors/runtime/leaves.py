@@ -495,7 +495,19 @@ def _outcome(job: LeafJob, call: Callable[..., Any], *args: Any) -> None:
     """
     try:
         job.value = call(*args)
-    except (CancelledError, asyncio.CancelledError) as exc:
+    except BaseException as exc:  # noqa: BLE001 - a tool's failure is a result, never a crash
+        _failed(job, exc)
+    else:
+        if _ended_cut(job):
+            return
+        job.status = Status.OK
+        if job.decided:
+            job.value = None  # cut: nobody reads it, and a stopped owner must not keep it
+
+
+def _failed(job: LeafJob, exc: BaseException) -> None:
+    """Record on ``job`` that its work raised ``exc`` (see ``_outcome``)."""
+    if isinstance(exc, CancelledError | asyncio.CancelledError):
         if job.scope.cancelled:
             # The cancellation itself, not a fault: its traceback says nothing.
             job.status = _status_for_cancel(job.scope)
@@ -504,18 +516,12 @@ def _outcome(job: LeafJob, call: Callable[..., Any], *args: Any) -> None:
             return
         job.status = Status.ERROR
         job.error = ErrorInfo.from_exception(exc)
-    except BaseException as exc:  # noqa: BLE001 - a tool's failure is a result, never a crash
-        if _ended_cut(job):
-            return
-        job.status = Status.ERROR
-        if not job.decided:
-            job.error = ErrorInfo.from_exception(exc)
-    else:
-        if _ended_cut(job):
-            return
-        job.status = Status.OK
-        if job.decided:
-            job.value = None  # cut: nobody reads it, and a stopped owner must not keep it
+        return
+    if _ended_cut(job):
+        return
+    job.status = Status.ERROR
+    if not job.decided:
+        job.error = ErrorInfo.from_exception(exc)
 
 
 def _ended_cut(job: LeafJob) -> bool:
@@ -549,7 +555,19 @@ def _run_prepared(job: LeafJob) -> LeafJob:
     env and no permits, its task a ``PreparedTask``. One is run per branch of a fan-out."""
     job.started_at = _monotonic()
     job.started_wall = _now(UTC)
-    _outcome(job, job.context.run, _run_task, job)
+    # As ``_outcome``, with a success's checks inline.
+    try:
+        value = job.context.run(_run_task, job)
+    except BaseException as exc:  # noqa: BLE001 - a tool's failure is a result, never a crash
+        _failed(job, exc)
+        return job
+    if job.scope.cancelled:
+        _ended_cut(job)
+    elif not job.decided:
+        job.status = Status.OK
+        job.value = value
+    else:
+        job.status = Status.OK  # cut: nobody reads its value
     return job
 
 
