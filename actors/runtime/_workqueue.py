@@ -125,8 +125,8 @@ class Lane:
         self.running -= 1
         started = self.start_locked()
         if started:
-            queue.ready.extend(started)
-            queue.started.extend(started)
+            queue.ready += started
+            queue.started += started
         # It may wait only while the lane flows without the owner: the slot was refilled and
         # more wait (a refusal to start needs the owner now), or the lane is sealed and its
         # last jobs still run (the last one to end tells the owner at once, with every success

@@ -555,13 +555,16 @@ def _run_prepared(job: LeafJob) -> LeafJob:
     env and no permits, its task a ``PreparedTask``. One is run per branch of a fan-out."""
     job.started_at = _monotonic()
     job.started_wall = _now(UTC)
+    task: Any = job.task  # a PreparedTask (no cast: a call per branch)
+    scope = job.scope
     # As ``_outcome``, with a success's checks inline.
     try:
-        value = job.context.run(_run_task, job)
+        scope.raise_if_cancelled()  # cut before it began: it does not run
+        value = job.context.run(task.run)
     except BaseException as exc:  # noqa: BLE001 - a tool's failure is a result, never a crash
         _failed(job, exc)
         return job
-    if job.scope.cancelled:
+    if scope.cancelled:
         _ended_cut(job)
     elif not job.decided:
         job.status = Status.OK
@@ -569,12 +572,6 @@ def _run_prepared(job: LeafJob) -> LeafJob:
     else:
         job.status = Status.OK  # cut: nobody reads its value
     return job
-
-
-def _run_task(job: LeafJob) -> Any:
-    job.scope.raise_if_cancelled()
-    task: Any = job.task  # a PreparedTask (no cast: a call per branch)
-    return task.run()
 
 
 def _complete(job: LeafJob, finished: asyncio.Task[Any]) -> Any:
