@@ -119,26 +119,13 @@ class Lane:
             return [standby.popleft()]  # a slot freed by one completion: the usual case
         return [standby.popleft() for _ in range(room)]
 
-    def refill_locked(self, ok: bool, queue: _WorkQueue) -> bool:
-        """Under ``queue``'s lock: one of the lane's jobs ended (``ok``: it succeeded). Queue the
-        jobs that start in its slot; return whether its owner may hear of the end later."""
-        self.running -= 1
-        started = self.start_locked()
-        if started:
-            queue.ready += started
-            queue.started += started
-        # It may wait only while the lane flows without the owner: the slot was refilled and
-        # more wait (a refusal to start needs the owner now), or the lane is sealed and its
-        # last jobs still run (the last one to end tells the owner at once, with every success
-        # that waited).
-        return (
-            ok
-            and self.coalesce
-            and (
-                (bool(started) and bool(self.standby))
-                or (self.sealed and not self.standby and self.running > 0)
-            )
-        )
+
+def _skip_locked(job: LeafJob, skipped: list[LeafJob]) -> None:
+    """Under the queue lock: ``job`` was cut while queued; it is not run (its lane is closed,
+    its permits come back once the lock is let go)."""
+    skipped.append(job)
+    if job.lane is not None:
+        job.lane.running -= 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +210,23 @@ class _WorkQueue:
                     coalesce = False
                     if lane is not None:
                         # Its slot is free: the lane's next job starts now, on this worker.
-                        coalesce = lane.refill_locked(done.status is Status.OK, self)
+                        lane.running -= 1
+                        started = lane.start_locked()
+                        if started:
+                            self.ready += started
+                            self.started += started
+                        # It may wait only while the lane flows without the owner: the slot
+                        # was refilled and more wait (a refusal to start needs the owner now),
+                        # or the lane is sealed and its last jobs still run (the last one to
+                        # end tells the owner at once, with every success that waited).
+                        coalesce = (
+                            done.status is Status.OK
+                            and lane.coalesce
+                            and (
+                                (bool(started) and bool(lane.standby))
+                                or (lane.sealed and not lane.standby and lane.running > 0)
+                            )
+                        )
                     # Announced already, a success that may wait adds nothing (no call).
                     if not (coalesce and self.notified):
                         notify = self._announce_locked(coalesce=coalesce)
@@ -231,9 +234,7 @@ class _WorkQueue:
                 while self.ready:
                     job = self.ready.popleft()
                     if job.decided:
-                        skipped.append(job)
-                        if job.lane is not None:
-                            job.lane.running -= 1  # cut while queued: its lane is closed
+                        _skip_locked(job, skipped)
                         continue
                     job.worker = worker
                     # Before this job runs (it may block): the next waiting job needs a worker.

@@ -963,20 +963,27 @@ class LeafDispatcher:
         """
         publish = self._owner.system.events.has_subscribers
         running = self._running
+        lane = jobs[0].lane
+        one_lane = True
         for job in jobs:
             if publish:
                 self._publish_started(job)
             job.dispatched = True
             running.add(job)
+            one_lane = one_lane and job.lane is lane
         self._sync_jobs += len(jobs)
         if not taken:
             self._handoff.extend(jobs)
+        if one_lane:  # the usual case: no grouping
+            assert lane is not None
+            lane.on_start(jobs)
+            return
         by_lane: dict[Lane | None, list[LeafJob]] = {}  # workers serve several batches
         for job in jobs:
             by_lane.setdefault(job.lane, []).append(job)
-        for lane, started in by_lane.items():
-            assert lane is not None
-            lane.on_start(started)
+        for each, started in by_lane.items():
+            assert each is not None
+            each.on_start(started)
 
     def _ready(self, job: LeafJob) -> None:
         job.dispatched = True
