@@ -121,6 +121,7 @@ AGGREGATIONS = [
     st.integers(1, 6),
     st.sampled_from(AGGREGATIONS),
     st.sampled_from([ErrorMode.FAIL_FAST, ErrorMode.FAIL_SLOW]),
+    st.booleans(),
 )
 @pytest.mark.timeout(300)
 def test_plain_batches_keep_the_bound_the_order_and_the_records(
@@ -128,6 +129,7 @@ def test_plain_batches_keep_the_bound_the_order_and_the_records(
     concurrency: int,
     aggregation: Aggregation,
     error_mode: ErrorMode,
+    watched: bool,
 ) -> None:
     if aggregation.k is not None and aggregation.k > len(branches):
         aggregation = Aggregation.ALL_SUCCESS  # a quorum needs that many branches
@@ -140,10 +142,13 @@ def test_plain_batches_keep_the_bound_the_order_and_the_records(
     )
     started: list[str] = []
     with ActorSystem("lanes") as system:
-        system.events.subscribe(
-            lambda event: started.append(event.step) if isinstance(event, StepStarted) else None,
-            kinds=(StepStarted,),
-        )
+        if watched:  # events on: lane jobs are decided the general way, one call each
+            system.events.subscribe(
+                lambda event: (
+                    started.append(event.step) if isinstance(event, StepStarted) else None
+                ),
+                kinds=(StepStarted,),
+            )
         result = system.run(flow, 0, timeout=WAIT)
     assert ledger.meter.peak <= concurrency
     # Admitted in input order, whoever admitted them (the supervisor or a worker). Bodies may
@@ -169,6 +174,37 @@ def test_plain_batches_keep_the_bound_the_order_and_the_records(
     if aggregation is Aggregation.ALL_SUCCESS and not any(fail for fail, _ in branches):
         assert result.status is Status.OK
         assert result.value == list(range(len(branches)))
+
+
+def _broken(x: int) -> int:
+    raise ValueError(f"broken on {x}")
+
+
+def test_lane_branches_end_as_their_tools_did(system: ActorSystem) -> None:
+    @tool(output=int)
+    def wrong(x: int) -> Any:
+        return f"not {x}"
+
+    flow = ParallelWorkflow(
+        [tool(lambda x: x + 1, name="fine"), tool(_broken, name="broken"), wrong],
+        aggregation=Aggregation.PARTIAL_SUCCESS,
+    )
+    result = system.run(flow, 2, timeout=WAIT)
+    assert result.value == [3]
+    fine, broken, invalid = result.steps
+    assert (fine.status, fine.value, fine.attempts) == (Status.OK, 3, 1)
+    assert fine.started_wall is not None
+    assert fine.finished_wall is not None
+    assert fine.started_wall <= fine.finished_wall
+    assert broken.status is Status.ERROR
+    assert broken.error is not None
+    assert broken.error.type == "builtins.ValueError"
+    assert broken.error.message == "broken on 2"
+    assert broken.error.traceback is not None
+    assert "_broken" in broken.error.traceback
+    assert invalid.status is Status.ERROR
+    assert invalid.error is not None
+    assert invalid.error.type.endswith("ToolOutputError")
 
 
 def test_a_first_success_starts_none_of_the_branches_prepared_behind_the_winner(

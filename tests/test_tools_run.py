@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel, ValidationError
 
 from actors.runtime.errors import CancelledError
 from actors.runtime.events import Event, StepFinished, StepProgress, StepStarted
 from actors.runtime.results import Status
 from actors.runtime.system import ActorSystem
-from actors.tools import ToolContext, ToolInputError, tool
+from actors.tools import ToolContext, ToolInputError, ToolOutputError, tool
 from tests.helpers import WAIT
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
@@ -282,3 +283,59 @@ def test_concurrent_sync_calls_never_exceed_the_worker_limit(workers: int, calls
         results = [f.result(WAIT) for f in futures]
     assert [r.value for r in results] == list(range(calls))
     assert 1 <= peak <= workers
+
+
+# -- a plain tool's task, run in one call -------------------------------------------------------
+
+
+def _no_parameters() -> int:
+    return 7
+
+
+def _one_keyword(x: int) -> int:
+    return x + 1
+
+
+def _one_positional(x: int, /) -> int:
+    return x * 2
+
+
+def _mixed(a: int, /, b: str = "b", *, c: float = 1.5) -> str:
+    return f"{a}{b}{c}"
+
+
+@pytest.mark.parametrize(
+    ("fn", "data"),
+    [
+        (_no_parameters, None),
+        (_one_keyword, 4),
+        (_one_keyword, {"x": "5"}),
+        (_one_positional, 3),
+        (_mixed, {"a": 1}),
+        (_mixed, {"a": 2, "b": "x", "c": 3}),
+    ],
+)
+def test_a_plain_task_runs_as_invoke_then_the_output_check(fn: Any, data: object) -> None:
+    plain = tool(fn)
+    expected = plain.check_output(plain.invoke(plain.validate_input(data)))
+    assert plain.prepare(data).run() == expected
+
+
+def test_a_plain_task_names_an_invalid_output_and_passes_the_tool_s_own_errors_on() -> None:
+    with pytest.raises(ToolOutputError, match="lies"):
+        lies.prepare(None).run()
+
+    @tool
+    def strict(x: int) -> int:
+        """Validates something of its own, and fails."""
+        return ValidatedInt.model_validate({"value": "not a number"}).value + x
+
+    # A validation error raised by the tool itself is its failure, not a bad output.
+    with pytest.raises(ValidationError):
+        strict.prepare(1).run()
+
+
+class ValidatedInt(BaseModel):
+    """What ``strict`` validates."""
+
+    value: int
