@@ -117,8 +117,9 @@ class _BatchState:
     source_error: ErrorInfo | None = None
     notice_sent: bool = False
     warmed: bool = False  # the lane's first slot's worth has started
-    # Whether each step (by id: the batch's branches hold them) is a plain leaf.
-    plain_steps: dict[int, bool] = field(default_factory=dict)
+    # Whether the step of the last branch prepared is a plain leaf: branches mostly share one.
+    last_step: Step[Any] | None = None
+    last_plain: bool = False
 
 
 _Final = tuple[_BatchState, Branch, StepResult, _Attempt | None]
@@ -391,16 +392,19 @@ class BranchSupervisor(Actor):
         if the branches ran out or the gather lags behind."""
         batch = state.batch
         call = batch.call
-        plain_steps = state.plain_steps
         for _ in range(room):
             branch = self._pull(state)
             if branch is None:
                 return False
             step = branch.step
-            plain = plain_steps.get(id(step))
-            if plain is None:
-                plain = plain_steps[id(step)] = _is_plain_leaf(step)
-            if refusal is not None or not plain or branch.timeout is not None or branch.semaphores:
+            if step is not state.last_step:
+                state.last_step, state.last_plain = step, _is_plain_leaf(step)
+            if (
+                refusal is not None
+                or not state.last_plain
+                or branch.timeout is not None
+                or branch.semaphores
+            ):
                 state.held = branch
                 return True
             leaf: Any = step  # a plain leaf: it prepares ``PreparedTask``s (no cast: a call each)

@@ -213,15 +213,15 @@ class _WorkQueue:
                         lane.running -= 1
                         started = lane.start_locked()
                         if started:
-                            self.ready += started
-                            self.started += started
-                        # It may wait only while the lane flows without the owner: the slot
-                        # was refilled and more wait (a refusal to start needs the owner now),
-                        # or the lane is sealed and its last jobs still run (the last one to
-                        # end tells the owner at once, with every success that waited).
+                            self.ready.extend(started)
+                            self.started.extend(started)
+                        # It may wait only while the lane flows without the owner: the slot was
+                        # refilled and more wait (a refusal to start needs the owner now), or
+                        # the lane is sealed and its last jobs still run (the last one to end
+                        # tells the owner at once, with every success that waited).
                         coalesce = (
-                            done.status is Status.OK
-                            and lane.coalesce
+                            lane.coalesce
+                            and done.status is Status.OK
                             and (
                                 (bool(started) and bool(lane.standby))
                                 or (lane.sealed and not lane.standby and lane.running > 0)

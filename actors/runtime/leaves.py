@@ -855,13 +855,13 @@ class LeafDispatcher:
             if job in running:
                 running.discard(job)
                 self._sync_jobs -= 1
+            value, job.value = job.value, None  # the result holds it; a job outlives its run
             if job.decided:
                 continue
             job.decided = True
             status = job.status
             assert status is not None
             assert job.label is not None
-            value, job.value = job.value, None
             lane.on_decided(
                 job,
                 trusted_result(
