@@ -167,7 +167,8 @@ class Leaf(Protocol):
 
     A step that is also a ``Leaf`` (it has ``prepare``) is run by parallel steps directly as a
     leaf, without its ``start``: its ``start`` must mean ``start_leaf(self, call)``. A step
-    kind that is not a unit of leaf work must not define ``prepare``.
+    kind that is not a unit of leaf work must not define ``prepare``. A leaf whose ``plain``
+    attribute is true prepares ``PreparedTask``s, which a parallel step may prepare ahead.
     """
 
     @property
