@@ -620,33 +620,21 @@ def _plan_inputs(
 
 def _validated_caller(
     fn: Callable[..., Any], call_plan: tuple[tuple[str, str | None, bool], ...]
-) -> Callable[[BaseModel], Any]:
-    """What calls ``fn`` with a validated input when no ``ToolContext`` is passed (as
-    :meth:`Tool.invoke` with ``ctx=None``), with the attribute reads of its plan made ahead.
+) -> Callable[[BaseModel], Any] | None:
+    """For a tool of one parameter (not a ``ToolContext``), what calls ``fn`` with a validated
+    input, its attribute read made ahead; ``None`` for any other shape (``Tool.invoke`` then).
 
-    A plain tool runs once per branch of a fan-out: its one-parameter shapes skip the plan's
-    loop.
+    A plain tool runs once per branch of a fan-out, and most take one parameter.
     """
-    if len(call_plan) == 1:
-        name, source, positional = call_plan[0]
-        if source is not None:
-            get = operator.attrgetter(source)
-            if positional:
-                return lambda validated: fn(get(validated))
-            return lambda validated: fn(**{name: get(validated)})
-
-    def call(validated: BaseModel) -> Any:
-        args: list[Any] = []
-        kwargs: dict[str, Any] = {}
-        for name, source, positional in call_plan:
-            value = None if source is None else getattr(validated, source)
-            if positional:
-                args.append(value)
-            elif source is not None:
-                kwargs[name] = value
-        return fn(*args, **kwargs)
-
-    return call
+    if len(call_plan) != 1:
+        return None
+    name, source, positional = call_plan[0]
+    if source is None:
+        return None
+    get = operator.attrgetter(source)
+    if positional:
+        return lambda validated: fn(get(validated))
+    return lambda validated: fn(**{name: get(validated)})
 
 
 def _build_input_model(tool_name: str, fields: dict[str, Any]) -> type[BaseModel]:
@@ -727,7 +715,7 @@ class Tool(Generic[P, R]):
     _import_path: str | None
     _output_adapter: TypeAdapter[Any] | None
     _call_plan: tuple[tuple[str, str | None, bool], ...]
-    _call_validated: Callable[[BaseModel], Any]
+    _call_validated: Callable[[BaseModel], Any] | None
     _context_required: bool
     _param_names: tuple[str, ...]
     _has_required: bool
@@ -1369,7 +1357,8 @@ class ToolTask:
         """``complete(execute(None))`` in one call, for a tool that takes no ``ToolContext``
         (a ``plain`` tool's task: what a parallel step's workers run for each branch)."""
         tool = self.tool
-        value = tool._call_validated(self.validated)
+        call = tool._call_validated
+        value = tool.invoke(self.validated) if call is None else call(self.validated)
         return tool.check_output(value) if tool.validate_output else value
 
     def __repr__(self) -> str:

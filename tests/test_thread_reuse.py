@@ -122,6 +122,7 @@ def test_a_borrowed_loop_is_finished_for_every_joiner_and_never_before_it_return
     try:
         reservoir.start(loop)
         assert not loop.join(0.01)  # still running: the wait runs out
+        assert not loop.join(-1.0)  # a deadline already past: no wait, no error
         assert not loop.finished
         release.set()
         assert loop.join(WAIT)

@@ -321,6 +321,12 @@ def test_a_plain_task_runs_as_invoke_then_the_output_check(fn: Any, data: object
     assert plain.prepare(data).run() == expected
 
 
+class ValidatedInt(BaseModel):
+    """What ``strict`` validates."""
+
+    value: int
+
+
 def test_a_plain_task_names_an_invalid_output_and_passes_the_tool_s_own_errors_on() -> None:
     with pytest.raises(ToolOutputError, match="lies"):
         lies.prepare(None).run()
@@ -333,9 +339,3 @@ def test_a_plain_task_names_an_invalid_output_and_passes_the_tool_s_own_errors_o
     # A validation error raised by the tool itself is its failure, not a bad output.
     with pytest.raises(ValidationError):
         strict.prepare(1).run()
-
-
-class ValidatedInt(BaseModel):
-    """What ``strict`` validates."""
-
-    value: int

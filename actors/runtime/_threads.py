@@ -64,7 +64,8 @@ class LoopThread:
         thread = self.thread
         if self.borrowed or thread is None:
             if not self._ended:
-                if not self._running.acquire(timeout=-1 if timeout is None else timeout):
+                wait = -1 if timeout is None else max(0.0, timeout)  # -1: no limit
+                if not self._running.acquire(timeout=wait):
                     return self._ended
                 self._running.release()  # for the next one who waits
             return True
