@@ -285,6 +285,69 @@ def test_concurrent_sync_calls_never_exceed_the_worker_limit(workers: int, calls
     assert 1 <= peak <= workers
 
 
+def _meeting(size: int) -> Any:
+    """A tool whose ``size`` calls return only once all of them run at the same time."""
+    barrier = threading.Barrier(size, timeout=WAIT)
+
+    @tool
+    def meet(i: int) -> int:
+        barrier.wait()
+        return i
+
+    return meet
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    timeouts=st.lists(
+        st.sampled_from([None, 0.0, 0.0005, 0.001, 0.002, 0.005]), min_size=1, max_size=24
+    ),
+)
+def test_calls_racing_their_deadlines_are_decided_once_and_give_their_workers_back(
+    timeouts: list[float | None],
+) -> None:
+    # A call's worker decides it as it ends, while its deadline's cancellation may be deciding
+    # it on the pool's thread: exactly one of the two wins, and either way the call's scope is
+    # closed and its worker free for the next call.
+    @tool
+    def work(i: int) -> int:
+        time.sleep(0.001)  # work that races its deadline, not synchronisation
+        return i
+
+    workers = 3
+    with ActorSystem("race", max_leaf_workers=workers) as system:
+        futures = [system.call_future(work, i, timeout=t) for i, t in enumerate(timeouts)]
+        results = [f.result(WAIT) for f in futures]
+        assert [scope for scope in system.scope.children if scope.name == "work"] == []
+        for i, (timeout, result) in enumerate(zip(timeouts, results, strict=True)):
+            if result.status is Status.OK:
+                assert (result.value, result.error) == (i, None)
+            else:
+                assert timeout is not None
+                assert result.status is Status.TIMEOUT
+                assert result.value is None
+                assert result.error is not None
+                assert result.error.type == "castflow.Timeout"
+        if None in timeouts:
+            assert results[timeouts.index(None)].status is Status.OK
+        meet = _meeting(workers)  # every worker takes one: none is held by a raced call
+        met = [system.call_future(meet, i) for i in range(workers)]
+        assert [f.result(WAIT).value for f in met] == list(range(workers))
+
+
+def test_blocking_calls_queued_one_by_one_on_parked_workers_each_get_a_worker() -> None:
+    # Each call reaches the pool as its own message. A parked worker woken for one call must
+    # not be counted again for the next: the third call needs a new worker, or it waits
+    # behind two calls that wait for it.
+    with ActorSystem("one-by-one", max_leaf_workers=3) as system:
+        for round_ in range(5):
+            for size in (2, 3):
+                meet = _meeting(size)
+                futures = [system.call_future(meet, i) for i in range(size)]
+                results = [f.result(WAIT) for f in futures]
+                assert [r.status for r in results] == [Status.OK] * size, round_
+
+
 # -- a plain tool's task, run in one call -------------------------------------------------------
 
 

@@ -165,6 +165,7 @@ class _WorkQueue:
         "parked",
         "ready",
         "started",
+        "starting",
         "waking",
     )
 
@@ -176,6 +177,8 @@ class _WorkQueue:
         self.parked: dict[LeafWorker, threading.Lock] = {}
         # Workers woken for work that have not taken a job yet (at most one, but for stops).
         self.waking: set[LeafWorker] = set()
+        # Workers spawned for this queue that have not taken a job yet.
+        self.starting: set[LeafWorker] = set()
         # Completed jobs (how each ended is on the job), and the jobs workers started from
         # lanes (taken in first: a job's start comes before its end).
         self.done: list[LeafJob] = []
@@ -184,14 +187,26 @@ class _WorkQueue:
         self.deferred = False
 
     def put(self, jobs: list[LeafJob]) -> int:
-        """Queue ``jobs``; return how many of them no parked worker is there to take."""
+        """Queue ``jobs``; return how many queued jobs no idle worker is there to take.
+
+        Parked workers, woken ones and new ones on their way each take one queued job before
+        they run anything; the queued jobs beyond those need more workers. Counted over the
+        whole queue: a parked worker counted for an earlier put may have been woken for that
+        put's job since, and must not be counted again.
+        """
         with self.lock:
             self.ready.extend(jobs)
-            idle = len(self.parked)
+            uncovered = len(self.ready) - len(self.parked) - len(self.waking) - len(self.starting)
             signal = self._pass_wake()
         if signal is not None:
             signal.release()
-        return max(0, len(jobs) - idle)
+        return max(0, uncovered)
+
+    def expect(self, worker: LeafWorker) -> None:
+        """``worker`` was spawned for this queue: until it takes a job, it is on its way to
+        one (see :meth:`put`)."""
+        with self.lock:
+            self.starting.add(worker)
 
     def take(self, worker: LeafWorker, done: LeafJob | None = None) -> LeafJob | None:
         """The next ready job, now assigned to ``worker``; jobs decided meanwhile are skipped.
@@ -231,6 +246,7 @@ class _WorkQueue:
                     if not (coalesce and self.notified):
                         notify = self._announce_locked(coalesce=coalesce)
                 self.waking.discard(worker)
+                self.starting.discard(worker)
                 while self.ready:
                     job = self.ready.popleft()
                     if job.decided:
@@ -342,6 +358,7 @@ class _WorkQueue:
     def unpark(self, worker: LeafWorker) -> bool:
         """Wake ``worker`` if it is parked (it is stopping, or it was abandoned)."""
         with self.lock:
+            self.starting.discard(worker)  # stopped before its first look at the queue
             signal = self._take_parked(worker)
         if signal is None:
             return False
@@ -365,6 +382,7 @@ class _WorkQueue:
         """``worker`` takes no more jobs: a wake-up it was given goes to another worker."""
         with self.lock:
             self._take_parked(worker)
+            self.starting.discard(worker)
             if worker not in self.waking:
                 return
             self.waking.discard(worker)

@@ -235,6 +235,8 @@ class LeafJob:
     remove_callback: Callable[[], None] | None = field(default=None, repr=False)
     permit_timer: TimerHandle | None = field(default=None, repr=False)
     own_scope: bool = True
+    # Its worker may decide it as it ends (``on_decided`` may run on any thread; see ``new_job``).
+    worker_decides: bool = False
     is_async: bool = False  # the task's, read once
     uses_env: bool = True  # the task's, read once
     lane: Lane | None = None  # the lane it waits in, if its owner prepared it ahead
@@ -272,6 +274,7 @@ def new_job(
     label: str | None = None,
     memory_limit: int | None = None,
     cancelled_by_owner: bool = False,
+    worker_decides: bool = False,
 ) -> LeafJob:
     """A job for ``task`` whose scope is a child of ``parent`` (with its own ``timeout``).
 
@@ -279,7 +282,9 @@ def new_job(
     reaches the task through its ``LeafEnv``. ``cancelled_by_owner`` says the job's owner
     cancels it itself (``LeafDispatcher.cancel``), also when ``parent`` is cancelled: a sync
     job with no timeout, no semaphores and a task that does not use its scope then runs in
-    ``parent``'s scope, which costs nothing to make, watch or close.
+    ``parent``'s scope, which costs nothing to make, watch or close. ``worker_decides`` says
+    ``on_decided`` may be called on any thread: the worker that ran a sync job then decides
+    it as it ends (unless it was decided first), and the owner only accounts for it after.
 
     Raises:
         ValueError: ``timeout`` is negative.
@@ -306,6 +311,7 @@ def new_job(
         run_permits=run_permits,
         label=label,
         memory_limit=memory_limit,
+        worker_decides=worker_decides,
     )
 
 
@@ -364,9 +370,12 @@ class OwnerExecutor:
         owner: the handle of the actor whose dispatcher admits the jobs (``SubmitLeaf``).
         memory_limit: the budget (bytes) given to the process-isolated leaves submitted here.
         gone: why a job submitted after the owner stopped is ``cancelled`` at once.
+        worker_decides: a sync job's result reaches its future from the worker that ran it,
+            not through the owner: for an owner that serves many callers (the system's pool),
+            whose futures' callbacks run on whichever thread settles them.
     """
 
-    __slots__ = ("_gone", "_handle", "_memory_limit", "_system")
+    __slots__ = ("_gone", "_handle", "_memory_limit", "_system", "_worker_decides")
 
     def __init__(
         self,
@@ -375,11 +384,13 @@ class OwnerExecutor:
         *,
         memory_limit: int | None = None,
         gone: str = "the run has ended",
+        worker_decides: bool = False,
     ) -> None:
         self._system = system
         self._handle = owner
         self._memory_limit = memory_limit
         self._gone = gone
+        self._worker_decides = worker_decides
 
     def submit(
         self,
@@ -410,6 +421,7 @@ class OwnerExecutor:
             semaphores=semaphores,
             run_permits=run_permits,
             memory_limit=self._memory_limit if getattr(task, "isolated", False) else None,
+            worker_decides=self._worker_decides,
         )
         handle = self._handle
         handle.tell(SubmitLeaf(job))
@@ -510,10 +522,11 @@ def _failed(job: LeafJob, exc: BaseException) -> None:
     """Record on ``job`` that its work raised ``exc`` (see ``_outcome``)."""
     if isinstance(exc, CancelledError | asyncio.CancelledError):
         if job.scope.cancelled:
-            # The cancellation itself, not a fault: its traceback says nothing.
+            # The cancellation itself, not a fault: described as the owner describes a cut,
+            # whichever of the two decides the job.
             job.status = _status_for_cancel(job.scope)
             if not job.decided:
-                job.error = ErrorInfo.from_exception(exc, with_traceback=False)
+                job.error = _cancel_error(job.scope)
             return
         job.status = Status.ERROR
         job.error = ErrorInfo.from_exception(exc)
@@ -580,6 +593,40 @@ def _complete(job: LeafJob, finished: asyncio.Task[Any]) -> Any:
     return job.task.complete(finished.result())
 
 
+def _conclude(job: LeafJob, status: Status, value: Any, error: ErrorInfo | None) -> StepResult:
+    """The result of ``job``, just decided: its cancel callback removed, its scope closed."""
+    if job.remove_callback is not None:
+        job.remove_callback()
+    result = trusted_result(
+        job.label or job.task.name,
+        status,
+        value,
+        error,
+        started_at=job.started_at,
+        started_wall=job.started_wall,
+    )
+    if job.own_scope:
+        job.scope.close()
+    return result
+
+
+def _decide_on_worker(job: LeafJob, queue: _WorkQueue) -> None:
+    """Decide ``job`` (see ``new_job``'s ``worker_decides``) on the worker that ran it, unless
+    its owner decided it first; the owner accounts for it when the job is handed in.
+
+    Claimed under the queue's lock, which the owner's decisions of such jobs take too.
+    """
+    with queue.lock:
+        if job.decided:
+            return
+        job.decided = True
+    status = job.status
+    assert status is not None
+    assert job.on_decided is not None
+    value, job.value = job.value, None  # the result holds it; the owner takes the job in later
+    job.on_decided(_conclude(job, status, value, job.error))
+
+
 # -- the worker ---------------------------------------------------------------------------
 
 
@@ -628,7 +675,12 @@ class LeafWorker(Actor):
                     if queue.park(self, signal):
                         signal.acquire()  # then it may work for another queue (adopted)
                     continue
-                done = _run_prepared(job) if job.lane is not None else self._run(job)
+                if job.lane is not None:
+                    done = _run_prepared(job)
+                    continue
+                done = self._run(job)
+                if job.worker_decides and not self.system.events.has_subscribers:
+                    _decide_on_worker(job, queue)
         finally:
             self._queue.leave(self)
         return None
@@ -654,7 +706,8 @@ class LeafDispatcher:
 
     Not an actor itself: every method runs on the owner's thread, and the owner passes the
     dispatcher's messages to :meth:`handle`. Each job is decided exactly once, by the first of
-    its result, its deadline and its cancellation, through ``job.on_decided``. A sync job
+    its result, its deadline and its cancellation, through ``job.on_decided`` (a job made with
+    ``worker_decides`` may be decided on the worker that ran it: see ``new_job``). A sync job
     whose worker ignores cancellation for ``job.cancellation_timeout`` seconds gets its worker
     abandoned and replaced. Workers are spawned on demand, up to ``max_workers`` (``None``:
     as many as jobs running at once), reused, and take queued jobs themselves while busy.
@@ -1034,6 +1087,7 @@ class LeafDispatcher:
         spawned = handle._actor
         assert spawned is not None
         self._workers.add(spawned)
+        self._queue.expect(spawned)  # before it can take a job
         handle.tell(_Wake())
 
     def _start_async(self, job: LeafJob) -> None:
@@ -1094,9 +1148,8 @@ class LeafDispatcher:
         self._cancelled(job)
 
     def _cancelled(self, job: LeafJob) -> None:
-        if job.decided:
-            return
-        self._decide(job, _status_for_cancel(job.scope), None, _cancel_error(job.scope))
+        if not self._decide(job, _status_for_cancel(job.scope), None, _cancel_error(job.scope)):
+            return  # decided already: it ended, or was cut otherwise
         if not job.dispatched:
             # It never got past its permits: nothing runs, so they come back now.
             self._waiting.discard(job)
@@ -1131,22 +1184,18 @@ class LeafDispatcher:
             # The freed capacity lets a queued job start on a fresh worker.
             self._add_workers(1)
 
-    def _decide(self, job: LeafJob, status: Status, value: Any, error: ErrorInfo | None) -> None:
+    def _decide(self, job: LeafJob, status: Status, value: Any, error: ErrorInfo | None) -> bool:
+        """Decide ``job`` with this outcome unless it was decided already; whether it was now."""
         if job.decided:
-            return
-        job.decided = True
-        if job.remove_callback is not None:
-            job.remove_callback()
-        result = trusted_result(
-            job.label or job.task.name,
-            status,
-            value,
-            error,
-            started_at=job.started_at,
-            started_wall=job.started_wall,
-        )
-        if job.own_scope:
-            job.scope.close()
+            return False
+        if job.worker_decides:
+            with self._queue.lock:  # its worker may be deciding it now
+                if job.decided:
+                    return False
+                job.decided = True
+        else:
+            job.decided = True
+        result = _conclude(job, status, value, error)
         system = self._owner.system
         events = system.events
         if events.has_subscribers:
@@ -1164,6 +1213,7 @@ class LeafDispatcher:
         else:
             assert job.on_decided is not None  # only a lane job has none
             job.on_decided(result)
+        return True
 
     def _publish_started(self, job: LeafJob) -> None:
         system = self._owner.system
@@ -1271,7 +1321,11 @@ class LeafPool:
         self._manager = system.spawn(
             _PoolManager, name, max_workers, name=f"{name}-leaves", wait=False
         )
-        self._executor = OwnerExecutor(system, self._manager, gone="the pool has stopped")
+        # Its callers wait on futures: a result goes to them from the worker, one handoff
+        # fewer than through the manager's thread.
+        self._executor = OwnerExecutor(
+            system, self._manager, gone="the pool has stopped", worker_decides=True
+        )
 
     def submit(
         self,
