@@ -532,7 +532,7 @@ def test_a_success_that_decides_nothing_alone_is_handed_in_after_the_window(
     assert len(owner.told) == 1
     queue.drain_due()
     assert len(owner.told) == 1
-    started, done = queue.take_done()
+    _direct, started, done = queue.take_done()
     assert started == [third, fourth]
     assert done == [first, second]
 
@@ -603,7 +603,7 @@ def test_the_last_wave_s_successes_wait_for_its_last_branch_once_the_lane_is_sea
     assert len(owner.told) == 1
     queue.drain_due()  # the window's timer finds nothing left to send
     assert len(owner.told) == 1
-    assert queue.take_done() == ([], [first, second, third])
+    assert queue.take_done() == ([], [], [first, second, third])
 
 
 def test_a_failure_in_a_sealed_lane_s_last_wave_is_handed_in_at_once() -> None:
@@ -743,7 +743,7 @@ def test_a_completion_handed_in_with_the_last_ready_job_taken_is_told_once() -> 
     assert queue.take(cast("LeafWorker", object()), _ended(finished, Status.ERROR)) is last
     assert len(owner.told) == 1
     assert lane.dry
-    assert queue.take_done() == ([], [finished])
+    assert queue.take_done() == ([], [], [finished])
 
 
 def test_a_dry_notice_whose_handling_closes_lanes_reaches_every_lane_that_was_dry() -> None:

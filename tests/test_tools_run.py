@@ -348,6 +348,49 @@ def test_blocking_calls_queued_one_by_one_on_parked_workers_each_get_a_worker() 
                 assert [r.status for r in results] == [Status.OK] * size, round_
 
 
+@settings(max_examples=15, deadline=None)
+@given(
+    callers=st.integers(min_value=1, max_value=4),
+    calls=st.integers(min_value=1, max_value=20),
+    stop_after=st.integers(min_value=0, max_value=40),
+)
+def test_calls_racing_the_system_s_shutdown_are_each_decided(
+    callers: int, calls: int, stop_after: int
+) -> None:
+    # A call reaches an idle worker straight from its caller, or the pool's thread when none
+    # is idle; a shutdown in between must decide every one of them (none left waiting).
+    system = ActorSystem("closing", max_leaf_workers=2)
+    futures: list[tuple[int, Any]] = []
+    lock = threading.Lock()
+    submitted = threading.Semaphore(0)
+
+    def caller() -> None:
+        for i in range(calls):
+            future = system.call_future(add, {"a": i})
+            with lock:
+                futures.append((i, future))
+            submitted.release()
+
+    threads = [threading.Thread(target=caller) for _ in range(callers)]
+    try:
+        for thread in threads:
+            thread.start()
+        for _ in range(min(stop_after, callers * calls)):
+            assert submitted.acquire(timeout=WAIT)
+        system.shutdown(timeout=WAIT)
+        for thread in threads:
+            thread.join(WAIT)
+            assert not thread.is_alive()
+        assert len(futures) == callers * calls
+        for i, future in futures:
+            result = future.result(WAIT)
+            assert result.status in {Status.OK, Status.CANCELLED}
+            if result.status is Status.OK:
+                assert result.value == i + 1
+    finally:
+        system.shutdown()
+
+
 # -- a plain tool's task, run in one call -------------------------------------------------------
 
 

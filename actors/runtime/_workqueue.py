@@ -157,7 +157,9 @@ class _WorkQueue:
     """
 
     __slots__ = (
+        "closed",
         "deferred",
+        "direct",
         "done",
         "lock",
         "notified",
@@ -183,6 +185,9 @@ class _WorkQueue:
         # lanes (taken in first: a job's start comes before its end).
         self.done: list[LeafJob] = []
         self.started: list[LeafJob] = []
+        # Jobs callers queued straight to idle workers (``put_direct``), not accounted yet.
+        self.direct: list[LeafJob] = []
+        self.closed = False  # the owner is stopping: nothing more is queued past it
         self.notified = False  # a _Drain is on its way to the owner, or due (``deferred``)
         self.deferred = False
 
@@ -201,6 +206,25 @@ class _WorkQueue:
         if signal is not None:
             signal.release()
         return max(0, uncovered)
+
+    def put_direct(self, job: LeafJob) -> bool:
+        """Queue ``job`` from a caller's thread if an idle worker is there to take it (the
+        owner accounts for it when it takes in what workers handed in); False, with nothing
+        queued, if none is or the owner is stopping: the job must then go through the owner.
+
+        ``job`` must need nothing from its owner to start: sync, no permits, no events.
+        """
+        with self.lock:
+            idle = len(self.parked) + len(self.waking) + len(self.starting)
+            if self.closed or len(self.ready) >= idle:
+                return False
+            job.dispatched = True
+            self.ready.append(job)
+            self.direct.append(job)
+            signal = self._pass_wake()
+        if signal is not None:
+            signal.release()
+        return True
 
     def expect(self, worker: LeafWorker) -> None:
         """``worker`` was spawned for this queue: until it takes a job, it is on its way to
@@ -398,14 +422,22 @@ class _WorkQueue:
         if notify is not _QUIET:
             self._notify()
 
-    def take_done(self) -> tuple[list[LeafJob], list[LeafJob]]:
-        """The jobs workers started from lanes, and the jobs completed, since the last call
-        (the owner's side)."""
+    def take_done(self) -> tuple[list[LeafJob], list[LeafJob], list[LeafJob]]:
+        """The jobs callers queued directly, the jobs workers started from lanes, and the jobs
+        completed, since the last call (the owner's side).
+
+        A direct job cut before a worker took it is left out: it never runs (the worker that
+        comes to it skips it), so there is nothing to account for.
+        """
         with self.lock:
+            direct = self.direct
+            if direct:
+                self.direct = []
+                direct = [job for job in direct if job.worker is not None or not job.decided]
             started, self.started = self.started, []
             done, self.done = self.done, []
             self.notified = self.deferred = False
-        return started, done
+        return direct, started, done
 
 
 class _SpareWorkers(_WorkQueue):

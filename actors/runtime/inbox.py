@@ -19,13 +19,27 @@ from typing import Any
 
 from pykka._envelope import Envelope
 
-__all__ = ["ControlMessage", "PriorityInbox"]
+__all__ = ["Awaited", "ControlMessage", "PriorityInbox"]
 
 
 class ControlMessage:
     """Base class of messages that travel in the control lane."""
 
     __slots__ = ()
+
+
+class Awaited:
+    """Base class of told messages whose sender waits for what handling them decides.
+
+    When one becomes a dead letter (its recipient stopped before handling it, or was not
+    running), :meth:`undelivered` is called on the thread that found it undeliverable, so
+    that the wait ends instead of lasting forever.
+    """
+
+    __slots__ = ()
+
+    def undelivered(self) -> None:
+        """End the sender's wait: the message will never be handled."""
 
 
 class PriorityInbox:

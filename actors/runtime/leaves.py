@@ -38,6 +38,7 @@ from actors.runtime.cancel import CancelReason, CancelScope
 from actors.runtime.errors import CancelledError
 from actors.runtime.events import StepFinished, StepProgress, StepStarted
 from actors.runtime.futures import ActorFuture
+from actors.runtime.inbox import Awaited
 from actors.runtime.permits import (
     PermitRegistry,
     PermitRequest,
@@ -50,6 +51,8 @@ from actors.runtime.steps import ForgetOnDown
 from actors.runtime.timers import TimerServiceStoppedError
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from actors.runtime.handle import ActorHandle
     from actors.runtime.system import ActorSystem
     from actors.runtime.timers import Receiver, TimerHandle
@@ -352,10 +355,25 @@ def lane_job(
 
 
 @dataclass(frozen=True, slots=True)
-class SubmitLeaf:
-    """Request to an executor's actor: admit ``job``."""
+class SubmitLeaf(Awaited):
+    """Request to an executor's actor: admit ``job``.
+
+    If the actor stops before it handles the request, the job is decided ``cancelled``
+    with ``gone`` as the reason.
+    """
 
     job: LeafJob
+    gone: str
+
+    def undelivered(self) -> None:
+        """Decide the job, which nobody admitted, as cancelled."""
+        job = self.job
+        if job.decided:
+            return
+        job.decided = True  # not admitted: nothing else can decide it
+        error = ErrorInfo(type="castflow.Cancelled", message=self.gone)
+        assert job.on_decided is not None  # only a lane job has none, and it is never submitted
+        job.on_decided(_conclude(job, Status.CANCELLED, None, error))
 
 
 class OwnerExecutor:
@@ -373,9 +391,12 @@ class OwnerExecutor:
         worker_decides: a sync job's result reaches its future from the worker that ran it,
             not through the owner: for an owner that serves many callers (the system's pool),
             whose futures' callbacks run on whichever thread settles them.
+        direct: the owner's work queue, to hand a job that needs nothing of the owner to
+            start (sync, no semaphores, nobody watching events) straight to an idle worker;
+            the owner accounts for it later. Only with ``worker_decides``.
     """
 
-    __slots__ = ("_gone", "_handle", "_memory_limit", "_system", "_worker_decides")
+    __slots__ = ("_direct", "_gone", "_handle", "_memory_limit", "_system", "_worker_decides")
 
     def __init__(
         self,
@@ -385,12 +406,14 @@ class OwnerExecutor:
         memory_limit: int | None = None,
         gone: str = "the run has ended",
         worker_decides: bool = False,
+        direct: _WorkQueue | None = None,
     ) -> None:
         self._system = system
         self._handle = owner
         self._memory_limit = memory_limit
         self._gone = gone
         self._worker_decides = worker_decides
+        self._direct = direct if worker_decides else None
 
     def submit(
         self,
@@ -424,17 +447,23 @@ class OwnerExecutor:
             worker_decides=self._worker_decides,
         )
         handle = self._handle
-        handle.tell(SubmitLeaf(job))
-        if not handle.is_alive() and not future.done():
-            job.decided = True
-            job.scope.close()
-            future.set_result(
-                StepResult(
-                    name=task.name,
-                    status=Status.CANCELLED,
-                    error=ErrorInfo(type="castflow.Cancelled", message=self._gone),
+        queue = self._direct
+        if (
+            queue is not None
+            and not job.is_async
+            and not job.semaphores
+            and not self._system.events.has_subscribers
+        ):
+            if job.own_scope:
+                # Before it is queued: a cut from now on reaches the owner, which decides the
+                # job and has its worker abandoned if it runs on (see ``_WorkQueue.put_direct``).
+                job.remove_callback = job.scope.add_callback(
+                    lambda _s: handle.tell(_Cancelled(job))
                 )
-            )
+            if queue.put_direct(job):
+                return future
+        # Handled, or, if the owner has stopped or stops first, decided ``cancelled``.
+        handle.tell(SubmitLeaf(job, self._gone))
         return future
 
 
@@ -760,6 +789,11 @@ class LeafDispatcher:
         )
 
     @property
+    def work_queue(self) -> _WorkQueue:
+        """The queue the workers take jobs from."""
+        return self._queue
+
+    @property
     def workers(self) -> int:
         """Worker threads owned now (idle or busy; abandoned ones are not counted)."""
         return len(self._workers)
@@ -775,7 +809,7 @@ class LeafDispatcher:
             match message:
                 case _Drain():
                     self._take_in()
-                case SubmitLeaf(job):
+                case SubmitLeaf(job=job):
                     self.admit(job)
                 case _Cancelled(job):
                     self._cancelled(job)
@@ -810,7 +844,7 @@ class LeafDispatcher:
         """Start ``job``: permits first, then a worker (or the event loop for async tasks)."""
         if job.decided:
             return
-        if job.own_scope:
+        if job.own_scope and job.remove_callback is None:  # not watched already (``direct``)
             owner = self._owner.handle
             job.remove_callback = job.scope.add_callback(lambda _s: owner.tell(_Cancelled(job)))
             if job.decided:
@@ -880,7 +914,10 @@ class LeafDispatcher:
 
     def _take_in(self) -> None:
         """Take in what the workers handed in: finished jobs, and jobs started from lanes."""
-        started, finished = self._queue.take_done()
+        direct, started, finished = self._queue.take_done()
+        if direct:
+            self._running.update(direct)
+            self._sync_jobs += len(direct)
         if started:
             self._lane_started(started, taken=True)
         if finished:
@@ -1238,8 +1275,12 @@ class LeafDispatcher:
         """Decide every pending job as cancelled and stop the workers (the owner is ending)."""
         queue = self._queue
         with queue.lock:
+            queue.closed = True
             never_taken = list(queue.ready)
             queue.ready.clear()
+            # Queued by callers straight to workers and not accounted yet: decided below.
+            self._running.update(queue.direct)
+            queue.direct = []
             queue.cancel_deferred_locked()
             self._close_lanes_locked()
         for job in [*self._running, *self._waiting]:
@@ -1295,6 +1336,11 @@ class _PoolManager(Actor):
         super().__init__()
         self._dispatcher = LeafDispatcher(self, pool_name, max_workers)
 
+    @property
+    def work_queue(self) -> _WorkQueue:
+        """The queue its workers take jobs from (callers may queue to idle workers directly)."""
+        return self._dispatcher.work_queue
+
     def on_receive(self, message: Any) -> Any:
         """Pass one pool message to the dispatcher."""
         if not self._dispatcher.handle(message):
@@ -1303,6 +1349,16 @@ class _PoolManager(Actor):
 
     def on_stop(self) -> None:
         """Decide every job still pending as cancelled (the pool is going away)."""
+        self._dispatcher.stop()
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Decide every job still pending as cancelled, as a stop does: no caller is left
+        waiting (a worker it could not start as the system shut down, say)."""
         self._dispatcher.stop()
 
 
@@ -1321,10 +1377,16 @@ class LeafPool:
         self._manager = system.spawn(
             _PoolManager, name, max_workers, name=f"{name}-leaves", wait=False
         )
-        # Its callers wait on futures: a result goes to them from the worker, one handoff
-        # fewer than through the manager's thread.
+        # Its callers wait on futures: a call goes straight to an idle worker, and its result
+        # from the worker to the caller, two handoffs fewer than through the manager's thread.
+        manager = self._manager._actor
+        assert manager is not None  # made by spawn, which returns once it exists
         self._executor = OwnerExecutor(
-            system, self._manager, gone="the pool has stopped", worker_decides=True
+            system,
+            self._manager,
+            gone="the pool has stopped",
+            worker_decides=True,
+            direct=manager.work_queue,
         )
 
     def submit(

@@ -30,6 +30,7 @@ from actors.runtime.events import (
 )
 from actors.runtime.futures import ActorFuture, in_castflow_thread
 from actors.runtime.handle import ActorHandle
+from actors.runtime.inbox import Awaited
 from actors.runtime.permits import PermitRegistry
 from actors.runtime.reasons import Abandoned, ExitReason
 from actors.runtime.steps import Run, RunEnv, Step, StepCall, cancelled_result
@@ -547,6 +548,11 @@ class ActorSystem:
 
     def _dead_letter(self, handle: ActorHandle[Any], message: object) -> None:
         self._dead_letters += 1
+        if isinstance(message, Awaited):
+            try:
+                message.undelivered()
+            except Exception:
+                logger.exception("%s: ending the wait for %r failed", self.name, message)
         if self.events.has_subscribers:
             self.events.publish(
                 DeadLetter(system=self.name, recipient=handle.name, message=message)
