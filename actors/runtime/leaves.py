@@ -51,8 +51,6 @@ from actors.runtime.steps import ForgetOnDown
 from actors.runtime.timers import TimerServiceStoppedError
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from actors.runtime.handle import ActorHandle
     from actors.runtime.system import ActorSystem
     from actors.runtime.timers import Receiver, TimerHandle
@@ -1351,12 +1349,7 @@ class _PoolManager(Actor):
         """Decide every job still pending as cancelled (the pool is going away)."""
         self._dispatcher.stop()
 
-    def on_failure(
-        self,
-        exception_type: type[BaseException] | None,
-        exception_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def on_failure(self, *_: object) -> None:
         """Decide every job still pending as cancelled, as a stop does: no caller is left
         waiting (a worker it could not start as the system shut down, say)."""
         self._dispatcher.stop()
