@@ -174,6 +174,44 @@ def test_a_sync_tool_that_ignores_cancellation_is_abandoned_and_replaced() -> No
         system.shutdown()
 
 
+def _until_idle_workers(system: ActorSystem, count: int) -> None:
+    """Wait, at most ``WAIT`` seconds, until ``count`` of the pool's workers are parked."""
+    queue = system.leaf_pool._manager._actor.work_queue  # type: ignore[union-attr]
+    deadline = time.monotonic() + WAIT
+    while len(queue.parked) < count:
+        assert time.monotonic() < deadline, "the pool's workers never went idle"
+        time.sleep(0.001)  # polling a state no event reports, within a deadline
+
+
+def test_a_call_handed_straight_to_an_idle_worker_is_still_abandoned_past_its_grace() -> None:
+    gate = threading.Event()
+    entered = threading.Event()
+
+    @tool
+    def stubborn() -> str:
+        entered.set()
+        gate.wait(WAIT)
+        return "too late"
+
+    system = ActorSystem("stubborn-direct", max_leaf_workers=1, cancellation_timeout=0.05)
+    try:
+        assert system.call(add, {"a": 1}).value == 2
+        _until_idle_workers(system, 1)  # the next call goes from its caller to that worker
+        result = system.call(stubborn, timeout=0.05)
+        assert entered.is_set()
+        assert result.status is Status.TIMEOUT
+        assert result.error is not None
+        assert result.error.type == "castflow.Timeout"
+        # The pool still saw the cut: the stuck worker is abandoned and a fresh one serves.
+        assert system.call(add, {"a": 2}, timeout=WAIT).value == 3
+        report = system.shutdown(timeout=1.0)
+        assert len(report.abandoned) == 1
+        assert report.abandoned[0].owner.startswith("call-leaf-")
+    finally:
+        gate.set()
+        system.shutdown()
+
+
 def test_cancelling_the_system_scope_cancels_a_running_call() -> None:
     entered = threading.Event()
     saw_cancel = threading.Event()
