@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
+from actors.runtime._workqueue import _WorkQueue
 from actors.runtime.errors import CancelledError
 from actors.runtime.events import Event, StepFinished, StepProgress, StepStarted
 from actors.runtime.results import Status
@@ -149,9 +150,24 @@ def test_a_sync_tool_that_watches_its_scope_stops_early_at_the_deadline(
     assert system.call(add, {"a": 1}).value == 2
 
 
-def test_a_sync_tool_that_ignores_cancellation_is_abandoned_and_replaced() -> None:
+@pytest.mark.parametrize("idle_worker_first", [False, True])
+def test_a_sync_tool_that_ignores_cancellation_is_abandoned_and_replaced(
+    idle_worker_first: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With an idle worker, the call goes from its caller straight to it, not through the
+    # pool's thread: the pool must still see its timeout and abandon the stuck worker.
     gate = threading.Event()
     entered = threading.Event()
+    parked = threading.Event()
+    park = _WorkQueue.park
+
+    def park_and_say(queue: _WorkQueue, worker: Any, signal: threading.Lock) -> bool:
+        if not park(queue, worker, signal):
+            return False
+        parked.set()
+        return True
+
+    monkeypatch.setattr(_WorkQueue, "park", park_and_say)
 
     @tool
     def stubborn() -> str:
@@ -161,49 +177,16 @@ def test_a_sync_tool_that_ignores_cancellation_is_abandoned_and_replaced() -> No
 
     system = ActorSystem("stubborn", max_leaf_workers=1, cancellation_timeout=0.05)
     try:
-        result = system.call(stubborn, timeout=0.05)
-        assert entered.is_set()
-        assert result.status is Status.TIMEOUT
-        # The only worker is stuck; the call after the grace period needs a fresh one.
-        assert system.call(add, {"a": 1}, timeout=WAIT).value == 2
-        report = system.shutdown(timeout=1.0)
-        assert len(report.abandoned) == 1
-        assert report.abandoned[0].owner.startswith("call-leaf-")
-    finally:
-        gate.set()
-        system.shutdown()
-
-
-def _until_idle_workers(system: ActorSystem, count: int) -> None:
-    """Wait, at most ``WAIT`` seconds, until ``count`` of the pool's workers are parked."""
-    queue = system.leaf_pool._manager._actor.work_queue  # type: ignore[union-attr]
-    deadline = time.monotonic() + WAIT
-    while len(queue.parked) < count:
-        assert time.monotonic() < deadline, "the pool's workers never went idle"
-        time.sleep(0.001)  # polling a state no event reports, within a deadline
-
-
-def test_a_call_handed_straight_to_an_idle_worker_is_still_abandoned_past_its_grace() -> None:
-    gate = threading.Event()
-    entered = threading.Event()
-
-    @tool
-    def stubborn() -> str:
-        entered.set()
-        gate.wait(WAIT)
-        return "too late"
-
-    system = ActorSystem("stubborn-direct", max_leaf_workers=1, cancellation_timeout=0.05)
-    try:
-        assert system.call(add, {"a": 1}).value == 2
-        _until_idle_workers(system, 1)  # the next call goes from its caller to that worker
+        if idle_worker_first:
+            assert system.call(add, {"a": 0}).value == 1
+            assert parked.wait(WAIT)  # the pool's only worker is idle
         result = system.call(stubborn, timeout=0.05)
         assert entered.is_set()
         assert result.status is Status.TIMEOUT
         assert result.error is not None
         assert result.error.type == "castflow.Timeout"
-        # The pool still saw the cut: the stuck worker is abandoned and a fresh one serves.
-        assert system.call(add, {"a": 2}, timeout=WAIT).value == 3
+        # The only worker is stuck; the call after the grace period needs a fresh one.
+        assert system.call(add, {"a": 1}, timeout=WAIT).value == 2
         report = system.shutdown(timeout=1.0)
         assert len(report.abandoned) == 1
         assert report.abandoned[0].owner.startswith("call-leaf-")
