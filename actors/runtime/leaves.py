@@ -386,15 +386,15 @@ class OwnerExecutor:
         owner: the handle of the actor whose dispatcher admits the jobs (``SubmitLeaf``).
         memory_limit: the budget (bytes) given to the process-isolated leaves submitted here.
         gone: why a job submitted after the owner stopped is ``cancelled`` at once.
-        worker_decides: a sync job's result reaches its future from the worker that ran it,
-            not through the owner: for an owner that serves many callers (the system's pool),
-            whose futures' callbacks run on whichever thread settles them.
-        direct: the owner's work queue, to hand a job that needs nothing of the owner to
-            start (sync, no semaphores, nobody watching events) straight to an idle worker;
-            the owner accounts for it later. Only with ``worker_decides``.
+        direct: the owner's work queue, for an owner that serves callers waiting on futures
+            (the system's pool), whose callbacks run on whichever thread settles them. A job
+            that needs nothing of the owner to start (sync, no semaphores, nobody watching
+            events) goes straight to an idle worker, and a sync job's result reaches its
+            future from the worker that ran it (``worker_decides``); the owner accounts for
+            both later.
     """
 
-    __slots__ = ("_direct", "_gone", "_handle", "_memory_limit", "_system", "_worker_decides")
+    __slots__ = ("_direct", "_gone", "_handle", "_memory_limit", "_system")
 
     def __init__(
         self,
@@ -403,15 +403,13 @@ class OwnerExecutor:
         *,
         memory_limit: int | None = None,
         gone: str = "the run has ended",
-        worker_decides: bool = False,
         direct: _WorkQueue | None = None,
     ) -> None:
         self._system = system
         self._handle = owner
         self._memory_limit = memory_limit
         self._gone = gone
-        self._worker_decides = worker_decides
-        self._direct = direct if worker_decides else None
+        self._direct = direct
 
     def submit(
         self,
@@ -433,6 +431,7 @@ class OwnerExecutor:
         """
         future: ActorFuture[StepResult] = ActorFuture()
         grace = self._system.cancellation_timeout
+        queue = self._direct
         job = new_job(
             task,
             parent=parent,
@@ -442,10 +441,9 @@ class OwnerExecutor:
             semaphores=semaphores,
             run_permits=run_permits,
             memory_limit=self._memory_limit if getattr(task, "isolated", False) else None,
-            worker_decides=self._worker_decides,
+            worker_decides=queue is not None,
         )
         handle = self._handle
-        queue = self._direct
         if (
             queue is not None
             and not job.is_async
@@ -637,16 +635,29 @@ def _conclude(job: LeafJob, status: Status, value: Any, error: ErrorInfo | None)
     return result
 
 
-def _decide_on_worker(job: LeafJob, queue: _WorkQueue) -> None:
-    """Decide ``job`` (see ``new_job``'s ``worker_decides``) on the worker that ran it, unless
-    its owner decided it first; the owner accounts for it when the job is handed in.
+def _claim(job: LeafJob, queue: _WorkQueue) -> bool:
+    """Mark ``job`` decided unless it is already; whether this caller decides it.
 
-    Claimed under the queue's lock, which the owner's decisions of such jobs take too.
+    A job its worker may decide (``worker_decides``) is claimed under ``queue``'s lock, which
+    the owner and the worker both take; any other is decided on its owner's thread alone.
     """
+    if job.decided:
+        return False
+    if not job.worker_decides:
+        job.decided = True
+        return True
     with queue.lock:
         if job.decided:
-            return
+            return False
         job.decided = True
+        return True
+
+
+def _decide_on_worker(job: LeafJob, queue: _WorkQueue) -> None:
+    """Decide ``job`` (see ``new_job``'s ``worker_decides``) on the worker that ran it, unless
+    its owner decided it first; the owner accounts for it when the job is handed in."""
+    if not _claim(job, queue):
+        return
     status = job.status
     assert status is not None
     assert job.on_decided is not None
@@ -1221,15 +1232,8 @@ class LeafDispatcher:
 
     def _decide(self, job: LeafJob, status: Status, value: Any, error: ErrorInfo | None) -> bool:
         """Decide ``job`` with this outcome unless it was decided already; whether it was now."""
-        if job.decided:
+        if not _claim(job, self._queue):
             return False
-        if job.worker_decides:
-            with self._queue.lock:  # its worker may be deciding it now
-                if job.decided:
-                    return False
-                job.decided = True
-        else:
-            job.decided = True
         result = _conclude(job, status, value, error)
         system = self._owner.system
         events = system.events
@@ -1375,11 +1379,7 @@ class LeafPool:
         manager = self._manager._actor
         assert manager is not None  # made by spawn, which returns once it exists
         self._executor = OwnerExecutor(
-            system,
-            self._manager,
-            gone="the pool has stopped",
-            worker_decides=True,
-            direct=manager.work_queue,
+            system, self._manager, gone="the pool has stopped", direct=manager.work_queue
         )
 
     def submit(
