@@ -1,5 +1,8 @@
 """CPU-bound branches: castflow's isolated tools vs sequential vs a ProcessPoolExecutor.
 
+With ray installed (``pip install -e '.[bench]'``), a second round adds Ray tasks on a local
+cluster of ``--workers`` CPUs, started for that round only, unless ``--no-ray``.
+
 Runs in one process, interleaving the implementations (A B C, B C A, C A B, ...) after one
 warm-up run of each (every worker started and the tools imported), and prints medians,
 the speedup of each parallel implementation over running the branches one after another, and
@@ -8,6 +11,7 @@ on a shared machine mean little; same-run ratios do, so each ratio is the median
 of the two workloads' times within one repetition.
 
     python benchmarks/bench_isolated.py [--branches 8] [--workers 2] [--ms 50] [--calls 300]
+        [--no-ray]
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import ray_baseline
+
 from actors import ActorSystem, MapReduceWorkflow, Tool, tool
 
 SEQUENTIAL = "sequential (in process)"
@@ -31,6 +37,8 @@ ISOLATED = "castflow isolated (MapReduce)"
 POOL_MAP = "ProcessPoolExecutor.map"
 ISOLATED_CALL = "castflow isolated call (no-op)"
 POOL_CALL = "ProcessPoolExecutor submit+result (no-op)"
+RAY_MAP = f"{ray_baseline.TASKS} (a task per branch)"
+RAY_CALL = "Ray task submit+get (no-op)"
 
 
 def burn(rounds: int) -> int:
@@ -79,6 +87,7 @@ def main() -> None:
     parser.add_argument("--ms", type=float, default=50.0, help="CPU time of one branch")
     parser.add_argument("--calls", type=int, default=300, help="no-op calls for the overhead")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--no-ray", action="store_true", help="leave out the Ray baseline")
     args = parser.parse_args()
     burn_tool, noop_tool = isolated_tools()
     rounds = calibrate(args.ms)
@@ -114,8 +123,20 @@ def main() -> None:
             POOL_CALL: pool_calls,
         }
         warm_up(workloads)
-        samples = measure(workloads, args.repeats)
-    report(args, samples)
+        report(args, measure(workloads, args.repeats))
+        if args.no_ray:
+            return
+        if not ray_baseline.available():
+            print("ray is not installed: the Ray baseline is left out (see --help)")
+            return
+        # A round of its own, on a cluster started for it: the cluster's processes work in the
+        # background, which must not weigh on the round above (it has targets).
+        with ray_baseline.local_cluster(args.workers):
+            workloads[RAY_MAP] = ray_baseline.task_map(burn, items)
+            workloads[RAY_CALL] = ray_baseline.task_calls(noop, list(range(args.calls)))
+            warm_up(workloads)
+            print("\nWith Ray (a local cluster runs during this round only):")
+            report(args, measure(workloads, args.repeats))
 
 
 def warm_up(workloads: dict[str, Callable[[], object]]) -> None:
@@ -125,8 +146,11 @@ def warm_up(workloads: dict[str, Callable[[], object]]) -> None:
     loops must return the same values: otherwise the times compare different work.
     """
     results = {name: run() for name, run in workloads.items()}
-    branches = {results[SEQUENTIAL] == results[name] for name in (ISOLATED, POOL_MAP)}
-    if branches != {True} or results[ISOLATED_CALL] != results[POOL_CALL]:
+    parallel = [name for name in (ISOLATED, POOL_MAP, RAY_MAP) if name in results]
+    branches = {results[SEQUENTIAL] == results[name] for name in parallel}
+    others = [name for name in (POOL_CALL, RAY_CALL) if name in results]
+    calls = {results[ISOLATED_CALL] == results[name] for name in others}
+    if branches != {True} or calls != {True}:
         msg = "the implementations did not compute the same results"
         raise SystemExit(msg)
 
@@ -160,16 +184,22 @@ def report(args: argparse.Namespace, samples: dict[str, list[float]]) -> None:
         f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}; "
         f"median of {args.repeats} interleaved repetitions"
     )
-    for name in (SEQUENTIAL, ISOLATED, POOL_MAP):
-        print(f"  {name:45} {medians[name] * 1000:9.1f} ms")
+    for name in (SEQUENTIAL, ISOLATED, POOL_MAP, RAY_MAP):
+        if name in medians:
+            print(f"  {name:45} {medians[name] * 1000:9.1f} ms")
     castflow, ppe = paired(samples, SEQUENTIAL, ISOLATED), paired(samples, SEQUENTIAL, POOL_MAP)
-    print(f"  speedup over sequential: castflow {castflow:.2f}x, PPE {ppe:.2f}x")
+    line = f"  speedup over sequential: castflow {castflow:.2f}x, PPE {ppe:.2f}x"
+    if RAY_MAP in samples:
+        line += f", Ray {paired(samples, SEQUENTIAL, RAY_MAP):.2f}x"
+    print(line)
     print(f"  castflow / ProcessPoolExecutor wall time: {paired(samples, ISOLATED, POOL_MAP):.2f}x")
     call = medians[ISOLATED_CALL] / args.calls
     submit = medians[POOL_CALL] / args.calls
     print(f"{args.calls} sequential no-op calls:")
     print(f"  castflow isolated call      {call * 1e6:9.1f} µs/call")
     print(f"  ProcessPoolExecutor submit  {submit * 1e6:9.1f} µs/call")
+    if RAY_CALL in medians:
+        print(f"  Ray task submit+get         {medians[RAY_CALL] / args.calls * 1e6:9.1f} µs/call")
     ratio = paired(samples, ISOLATED_CALL, POOL_CALL)
     print(f"  per-call overhead ratio castflow / ProcessPoolExecutor: {ratio:.2f}x")
 

@@ -5,7 +5,12 @@ Each workload runs castflow and its baselines interleaved in one process run (A 
 machine absolute times mean little, ratios taken in one run do. ``--json FILE`` also writes
 every figure for tracking.
 
-    python benchmarks/suite.py [--quick] [--repeats 5] [--json results.json]
+    python benchmarks/suite.py [--quick] [--repeats 5] [--json results.json] [--no-ray]
+
+Baselines: a reused ThreadPoolExecutor, asyncio with a Semaphore, a pool of C pykka actors
+and a pykka actor per branch; with ray installed (``pip install -e '.[bench]'``), Ray tasks
+for the no-op fan-out and a threaded Ray actor for the I/O-bound ones (see
+``ray_baseline``), in rows of their own at the end, on a local cluster started for those.
 
 Workloads (targets from the performance issue in brackets):
 
@@ -37,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import pykka
+import ray_baseline
 
 from actors import (
     Actor,
@@ -50,6 +56,8 @@ from actors import (
 )
 
 Row = dict[str, Any]
+TPE = "ThreadPoolExecutor (reused)"
+FAN_OUTS = ((200, 50, 0.02), (1000, 100, 0.01), (10_000, 256, 0.001))  # N, C, latency
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -113,9 +121,17 @@ def sleeper(latency: float) -> Callable[[int], int]:
 
 
 def fan_out(
-    system: ActorSystem, n: int, c: int, latency: float, repeats: int, *, per_branch_actor: bool
+    system: ActorSystem,
+    n: int,
+    c: int,
+    latency: float,
+    repeats: int,
+    *,
+    per_branch_actor: bool = False,
+    with_ray: bool = False,
 ) -> dict[str, float]:
-    """The same N branches at concurrency C through castflow and every baseline."""
+    """The same N branches at concurrency C through castflow and every baseline; ``with_ray``
+    (a local Ray cluster runs): through castflow, the executor and Ray alone."""
     body = sleeper(latency)
     branch = tool(body, name="branch")
     parallel = ParallelWorkflow([branch] * n, max_concurrency=c, copy_input="none")
@@ -145,7 +161,7 @@ def fan_out(
     jobs: dict[str, Callable[[], object]] = {
         "castflow ParallelWorkflow": lambda: system.run(parallel, 1, timeout=600).value,
         "castflow MapReduceWorkflow": lambda: system.run(mapped, range(n), timeout=600).value,
-        "ThreadPoolExecutor (reused)": lambda: wait([pool.submit(body, i) for i in range(n)]),
+        TPE: lambda: wait([pool.submit(body, i) for i in range(n)]),
         "asyncio + Semaphore": lambda: asyncio.run(gather_all()),
         "pykka pool of C actors": lambda: pykka.get_all(
             [raw[i % c].ask((body, i), block=False) for i in range(n)]
@@ -153,12 +169,18 @@ def fan_out(
     }
     if per_branch_actor:
         jobs["pykka actor per branch"] = actor_per_branch
+    stop_ray = ray_baseline.nothing
+    if with_ray:
+        jobs = {name: jobs[name] for name in ("castflow ParallelWorkflow", TPE)}
+        ray_jobs, stop_ray = ray_baseline.fan_out_jobs(body, n, c, io_bound=latency > 0)
+        jobs.update(ray_jobs)
     try:
         return interleaved(jobs, repeats, collect=True)
     finally:
         pool.shutdown()
         for ref in raw:
             ref.stop()
+        stop_ray()
 
 
 # -- first success ------------------------------------------------------------------------
@@ -325,7 +347,7 @@ def call_cost(system: ActorSystem, calls: int, repeats: int) -> dict[str, float]
 
 
 def print_fan(title: str, medians: dict[str, float], n: int, ideal: float | None) -> Row:
-    base = medians["ThreadPoolExecutor (reused)"]
+    base = medians[TPE]
     print(f"\n{title}")
     print(
         f"  {'implementation':32} {'µs/branch':>10} {'vs TPE':>8}"
@@ -350,34 +372,34 @@ def print_row(title: str, row: Row) -> Row:
     return row
 
 
+def fan_out_rows(system: ActorSystem, scale: int, repeats: int, *, with_ray: bool = False) -> Row:
+    """Every fan-out workload (see ``fan_out``), printed; their figures by title."""
+    results: Row = {}
+    suffix = ", with Ray" if with_ray else ""
+    n = 10_000 // scale
+    medians = fan_out(system, n, 64, 0.0, repeats, per_branch_actor=True, with_ray=with_ray)
+    title = f"no-op fan-out, N={n}, C=64{suffix}"
+    results[f"no-op fan-out{suffix}"] = print_fan(title, medians, n, None)
+    for size, c, latency in FAN_OUTS:
+        n = size // scale if size > 1000 else size
+        key = f"I/O fan-out ({n}, {c}, {latency * 1000:g} ms){suffix}"
+        medians = fan_out(system, n, c, latency, repeats, with_ray=with_ray)
+        results[key] = print_fan(key, medians, n, math.ceil(n / c) * latency)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument("--no-ray", action="store_true", help="leave out the Ray baselines")
     args = parser.parse_args()
     scale = 10 if args.quick else 1
     repeats = args.repeats
-    results: Row = {}
 
     with ActorSystem("bench") as system:
-        n = 10_000 // scale
-        results["no-op fan-out"] = print_fan(
-            f"no-op fan-out, N={n}, C=64",
-            fan_out(system, n, 64, 0.0, repeats, per_branch_actor=True),
-            n,
-            None,
-        )
-        for size, c, latency in ((200, 50, 0.02), (1000, 100, 0.01), (10_000, 256, 0.001)):
-            n = size // scale if size > 1000 else size
-            ideal = math.ceil(n / c) * latency
-            key = f"I/O fan-out ({n}, {c}, {latency * 1000:g} ms)"
-            results[key] = print_fan(
-                key,
-                fan_out(system, n, c, latency, repeats, per_branch_actor=False),
-                n,
-                ideal,
-            )
+        results = fan_out_rows(system, scale, repeats)
         results["first success"] = print_row(
             "first-success latency", first_success_latency(system, 50 // (scale // 2 or 1))
         )
@@ -392,6 +414,14 @@ def main() -> None:
         results["one call"] = print_row(
             "one call, µs", {name: seconds * 1e6 for name, seconds in calls.items()}
         )
+        # Last, on a cluster of its own: its processes' background work must not weigh on the
+        # rows above (they have targets in absolute efficiency).
+        if not ray_baseline.available():
+            print("\nray is not installed: the Ray baselines are left out (see --help)")
+        elif not args.no_ray:
+            print("\nRay baselines: a local Ray cluster runs during these rows only")
+            with ray_baseline.local_cluster():
+                results.update(fan_out_rows(system, scale, repeats, with_ray=True))
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2, default=str))
         print(f"\nwrote {args.json}")
