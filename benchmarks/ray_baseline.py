@@ -121,7 +121,7 @@ def fan_out_jobs(
     fn: Callable[[Any], Any], n: int, concurrency: int, *, io_bound: bool
 ) -> tuple[dict[str, Callable[[], object]], Callable[[], None]]:
     """The Ray jobs of a fan-out of ``n`` calls of ``fn``, and what stops them: tasks for a
-    no-op fan-out, a threaded actor of ``concurrency`` threads for an I/O-bound one. None
+    no-op fan-out, a threaded actor of ``concurrency`` threads for an I/O-bound one. No jobs
     without a running cluster."""
     if ray is None or not ray.is_initialized():
         return {}, nothing
