@@ -454,6 +454,7 @@ class GatherActor(Actor):
     """Collects branch results per batch and resolves each batch the moment it is decided."""
 
     reuse_thread = True  # one per parallel node per run: a parked thread saves a thread start
+    _fenced_when_abandoned = False
 
     def __init__(self) -> None:
         super().__init__()

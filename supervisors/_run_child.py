@@ -57,6 +57,8 @@ class RunChild(Actor):
         reply_to: completed with the result of the child's last run.
     """
 
+    _fenced_when_abandoned = False  # what it sends once given up on is its run's cleanup
+
     def __init__(
         self,
         step: Step[Any],

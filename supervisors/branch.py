@@ -143,6 +143,7 @@ class BranchSupervisor(Actor):
     """
 
     reuse_thread = True  # one per parallel node per run: a parked thread saves a thread start
+    _fenced_when_abandoned = False
 
     def __init__(self) -> None:
         super().__init__()

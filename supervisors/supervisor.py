@@ -140,6 +140,7 @@ class Supervisor(Actor):
     keeps_ended_children = True
     """Whether a non-temporary child that ends (or is ignored) and is not restarted keeps its
     spec, stopped (static supervisors), rather than being removed (dynamic supervisors)."""
+    _fenced_when_abandoned = False  # its stop hook stops the children it leaves behind
 
     def __init__(
         self, children: Iterable[ChildSpec] = (), flags: SupervisorFlags | None = None
@@ -649,7 +650,8 @@ class Supervisor(Actor):
             child.cancel_timers()
             if child.handle is not None:
                 child.handle._disable_stash()
-            if child.spec.restart is RestartType.TEMPORARY:
+            if child.spec.restart is RestartType.TEMPORARY or not self.keeps_ended_children:
+                # A dynamic supervisor starts again empty: its children's names are free.
                 self._delete(child)
         self._publish(SupervisorStopped, reason=reason)
         for request in self._waiting_requests:
@@ -793,6 +795,11 @@ class Supervisor(Actor):
     def _request_restart(self, request: RestartChild) -> None:
         child = self._existing(request, request.child_id)
         if child is None:
+            return
+        try:
+            self._check_can_add(child.spec)  # a dynamic supervisor's max_children counts it
+        except MaxChildrenError as exc:
+            answer(request, error=exc)
             return
         child.attempt = 0  # a manual restart begins a new series (backoff, max_restarts)
         self._admin(request, [("start", (child.id,))], lambda: _started_handle(child))

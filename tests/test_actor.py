@@ -265,6 +265,84 @@ def test_names_are_unique_within_a_system(system: ActorSystem) -> None:
         system.spawn(Echo, name="one")
 
 
+def test_a_name_is_free_again_once_its_actor_has_ended(system: ActorSystem) -> None:
+    with pytest.raises(StartError):
+        system.spawn(FailsToStart, name="db")
+    assert system.lookup("db") is None
+    retry = system.spawn(Echo, name="db")
+    assert retry.ask("hi").result(WAIT) == "hi"
+    system.stop(retry, timeout=WAIT)
+    assert system.lookup("db") is None
+    assert system.spawn(Echo, name="db").ask("again").result(WAIT) == "again"
+
+
+class Late(Actor):
+    """Sits in its handler until released, then sends, answers, and logs its stop hook."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    def on_receive(self, message: Any) -> Any:
+        blocker, sink = message
+        blocker.entered.set()
+        blocker.gate.wait(WAIT)
+        sink.tell("late tell")
+        self.log.append("handler returned")
+        return "late answer"
+
+    def on_stop(self) -> None:
+        self.log.append("on_stop")
+
+
+def test_an_abandoned_incarnation_is_fenced_like_a_killed_process(system: ActorSystem) -> None:
+    dead: list[tuple[str, object]] = []
+
+    def on_dead_letter(event: Event) -> None:
+        assert isinstance(event, DeadLetter)
+        dead.append((event.recipient, event.message))
+
+    system.events.subscribe(on_dead_letter, kinds=(DeadLetter,))
+    log: list[str] = []
+    sink_log: list[Any] = []
+    sink = system.spawn(Echo, sink_log, name="sink")
+    late = system.spawn(Late, log, name="late")
+    blocker = Block()
+    answer = late.ask((blocker, sink))
+    assert blocker.entered.wait(WAIT)
+    assert type(system.stop(late, timeout=0.05)).__name__ == "Abandoned"
+    # The asker stops waiting at the abandonment, not when the stuck handler returns.
+    with pytest.raises(ActorDeadError, match="abandoned while handling"):
+        answer.result(WAIT)
+    blocker.gate.set()
+    late.join(WAIT)
+    thread = system._abandoned[0][0]
+    assert thread is not None
+    thread.join(WAIT)
+    assert log == ["handler returned"], "the abandoned incarnation ran its stop hook"
+    assert sink.ask("probe").result(WAIT) == "probe"
+    assert sink_log == ["probe"], "the abandoned thread's tell was delivered"
+    assert dead == [("sink", "late tell")]
+
+
+def test_shutdown_past_its_deadline_leaves_no_thread_it_does_not_report() -> None:
+    system = ActorSystem("spent")
+    blocker = Block()
+    before = set(threading.enumerate())
+    try:
+        stuck = system.spawn(Echo, name="stuck")
+        system.timers.schedule(60, stuck, "never")  # the timer thread runs
+        stuck.tell(blocker)
+        assert blocker.entered.wait(WAIT)
+        report = system.shutdown(timeout=0.05)
+        reported = {t.thread for t in report.abandoned if t.alive}
+        alive = {t.name for t in threading.enumerate() if t not in before and t.is_alive()}
+        assert alive <= reported, f"alive after shutdown but not reported: {alive - reported}"
+        assert [t.owner for t in report.abandoned] == ["stuck"]
+    finally:
+        blocker.gate.set()
+
+
 def test_a_stop_that_times_out_abandons_the_thread_and_reports_it() -> None:
     watcher = Inbox()
     system = ActorSystem("abandon")

@@ -173,6 +173,43 @@ def test_max_children_counts_live_children_not_start_calls(kit: Kit) -> None:
     assert third.is_alive()
 
 
+def test_restart_child_counts_against_max_children(kit: Kit) -> None:
+    sup = start_dynamic_supervisor(kit.system, max_children=2, name="dyn")
+    sup.start_child(worker("a"))
+    sup.start_child(worker("b"))
+    sup.terminate_child("a")
+    sup.start_child(worker("c"))
+    with pytest.raises(MaxChildrenError):
+        sup.restart_child("a")
+    states = [(i.id, i.state) for i in sup.which_children()]
+    assert states == [("a", "stopped"), ("b", "running"), ("c", "running")]
+    sup.terminate_child("b")
+    restarted = sup.restart_child("a")
+    assert restarted is not None
+    assert restarted.is_alive()
+
+
+def test_a_restarted_dynamic_supervisor_starts_empty_and_frees_its_childrens_names(
+    kit: Kit,
+) -> None:
+    jobs_spec = ChildSpec.dynamic_supervisor("jobs", SupervisorFlags(intensity=0))
+    root = kit.start([jobs_spec], SupervisorFlags(intensity=10), name="root")
+    jobs = root.child("jobs")
+    started = [jobs.start_child(worker(f"job{i}", restart="transient")) for i in range(3)]
+    kit.until("ChildStarted", "job2")
+    first = started[0]
+    assert first is not None
+    first.tell("boom")  # intensity 0: jobs escalates
+    kit.until("ChildStarted", "jobs")
+    assert root.child("jobs").which_children() == []
+    names = [name for name in kit.system._handles if name.startswith("root/jobs/")]
+    assert names == [], "the old children's handles outlived their supervisor"
+    again = root.child("jobs").start_child(worker("job0"))
+    assert again is not None
+    assert again is not first
+    assert again.is_alive()
+
+
 def test_a_failed_start_child_returns_the_error_and_keeps_no_spec(kit: Kit) -> None:
     sup = start_dynamic_supervisor(kit.system, name="dyn")
     spec = ChildSpec(id="bad", start=FlakyStart, args=({"fail": True},))

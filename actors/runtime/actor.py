@@ -65,11 +65,20 @@ class Actor(pykka.ThreadingActor):
         reuse_thread: run the loop on an idle thread of the system's reservoir when there is
             one, and park the thread there when the loop ends (for actors started in numbers
             for every run, whose threads hold no state of their own once the loop ends).
+
+    An incarnation that is abandoned (it did not stop within its shutdown time) is treated as
+    OTP treats a killed process: the ask it was handling fails with ``ActorDeadError`` at
+    once, its ``on_stop``/``on_failure`` never run (its replacement may already be running),
+    and whatever its thread sends through a handle afterwards is dropped as a dead letter.
     """
 
     use_daemon_thread: ClassVar[bool] = True
     reply_errors: ClassVar[tuple[type[Exception], ...]] = ()
     reuse_thread: ClassVar[bool] = False
+    # The runtime's own actors keep their stop hooks and sends once abandoned: those are how
+    # they decide what they still owe (results, permits, their children's stop), never user
+    # code racing a replacement.
+    _fenced_when_abandoned: ClassVar[bool] = True
 
     handle: ActorHandle[Any]
     system: ActorSystem
@@ -91,6 +100,7 @@ class Actor(pykka.ThreadingActor):
         self._terminated: LazyFuture[ExitReason] = LazyFuture()
         self.loop_thread: LoopThread | None = None
         self.abandoned = False
+        self._handling: Envelope[Any] | None = None  # the message a handler is running on
 
     # -- pykka hooks -------------------------------------------------------------------
 
@@ -185,14 +195,17 @@ class Actor(pykka.ThreadingActor):
             if isinstance(message, pykka_messages._ActorStop):
                 _reply(envelope, None, None)
                 return Shutdown()
+            self._handling = envelope
             try:
                 response = self._handle_receive(message)
             except BaseException as exc:  # noqa: BLE001 - SystemExit must not stop others
+                self._handling = None
                 if envelope.reply_to is not None:
                     _reply(envelope, None, exc)
                     if isinstance(exc, self.reply_errors):
                         continue
                 return Crashed(ErrorInfo.from_exception(exc))
+            self._handling = None
             if envelope.reply_to is not None:
                 _reply(envelope, response, None)
             if self._exit_request is not None:
@@ -200,6 +213,8 @@ class Actor(pykka.ThreadingActor):
 
     def _run_stop_hooks(self, reason: ExitReason) -> ExitReason:
         self._stop_accepting(reason)
+        if self.abandoned and self._fenced_when_abandoned:
+            return reason  # given up on, as if killed: no cleanup races the replacement
         if reason.is_normal:
             try:
                 self.on_stop()
@@ -246,6 +261,14 @@ class Actor(pykka.ThreadingActor):
         self._accepting = False
         self.scope.cancel(CancelReason.ABANDONED)
         self.actor_inbox.put(Envelope(StopRequest("abandoned")))
+        handling = self._handling
+        if handling is not None:
+            # Its asker stops waiting now; the handler's late answer finds the future done.
+            message = handling.message
+            error = ActorDeadError(
+                f"actor {self.handle.name!r} was abandoned while handling {message!r}"
+            )
+            _reply(handling, None, error)
 
     def _drain(self) -> None:
         """Empty the inbox of an incarnation that takes no more mail.
@@ -324,12 +347,13 @@ def _reply(envelope: Envelope[Any], value: object, exc: BaseException | None) ->
     if reply_to is None:
         return
     if isinstance(reply_to, concurrent.futures.Future):
-        if reply_to.done():
-            return
-        if exc is None:
-            reply_to.set_result(value)
-        else:
-            reply_to.set_exception(exc)
+        try:
+            if exc is None:
+                reply_to.set_result(value)
+            else:
+                reply_to.set_exception(exc)
+        except concurrent.futures.InvalidStateError:
+            pass  # answered already: an abandoned handler's late reply
         return
     try:
         if exc is None:

@@ -32,6 +32,14 @@ def in_castflow_thread() -> bool:
     return getattr(_local, "owner", None) is not None
 
 
+def sent_by_abandoned() -> bool:
+    """Whether the current thread runs an actor incarnation that was abandoned and fenced."""
+    owner = getattr(_local, "owner", None)
+    return getattr(owner, "abandoned", False) is True and (
+        getattr(owner, "_fenced_when_abandoned", False) is True
+    )
+
+
 def _refuse_to_block(what: str) -> None:
     owner = getattr(_local, "owner", None)
     msg = (

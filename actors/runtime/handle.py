@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pykka._envelope import Envelope
 
 from actors.runtime.errors import ActorDeadError
-from actors.runtime.futures import ActorFuture
+from actors.runtime.futures import ActorFuture, sent_by_abandoned
 from actors.runtime.reasons import Down, ExitReason
 
 if TYPE_CHECKING:
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 __all__ = ["ActorHandle"]
 
 A = TypeVar("A", bound="Actor")
+
+_FROM_ABANDONED = "was not asked: the asking actor's thread was abandoned"
 
 
 class ActorHandle(Generic[A]):
@@ -64,10 +66,13 @@ class ActorHandle(Generic[A]):
 
         While a supervisor restarts the actor, the message waits in the handle's bounded
         stash for the next incarnation; otherwise undeliverable messages become dead letters.
-        Messages still queued when a supervised actor crashes are kept the same way.
+        Messages still queued when a supervised actor crashes are kept the same way. A
+        message sent by an abandoned actor's thread is dropped as a dead letter.
         """
         envelope: Envelope[Any] = Envelope(message)
-        if not self._send(envelope):
+        if sent_by_abandoned():
+            self._reject(envelope, _FROM_ABANDONED)
+        elif not self._send(envelope):
             self._reject(envelope)
 
     def ask(self, message: Any) -> ActorFuture[Any]:
@@ -75,11 +80,13 @@ class ActorHandle(Generic[A]):
 
         The future fails with ``ActorDeadError`` if the actor stops before answering, and
         with the handler's exception if it raised. ``future.result(timeout)`` only stops
-        waiting; it cancels nothing.
+        waiting; it cancels nothing. Asked from an abandoned actor's thread, it fails at once.
         """
         future: ActorFuture[Any] = ActorFuture()
         envelope: Envelope[Any] = Envelope(message, reply_to=future)  # type: ignore[arg-type]
-        if not self._send(envelope):
+        if sent_by_abandoned():
+            self._reject(envelope, _FROM_ABANDONED)
+        elif not self._send(envelope):
             self._reject(envelope)
         return future
 
@@ -97,12 +104,12 @@ class ActorHandle(Generic[A]):
                 stash.append(envelope)
                 return True
 
-    def _reject(self, envelope: Envelope[Any]) -> None:
+    def _reject(self, envelope: Envelope[Any], why: str = "is not running") -> None:
         reply_to: Any = envelope.reply_to
         if reply_to is None:
             self.system._dead_letter(self, envelope.message)
         elif not reply_to.done():
-            reply_to.set_exception(ActorDeadError(f"actor {self.name!r} is not running"))
+            reply_to.set_exception(ActorDeadError(f"actor {self.name!r} {why}"))
 
     def stop(self, info: object = None) -> ActorFuture[ExitReason]:
         """Ask the current incarnation to stop after its current message.

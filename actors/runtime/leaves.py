@@ -47,13 +47,12 @@ from actors.runtime.permits import (
     request_permits,
 )
 from actors.runtime.results import ErrorInfo, Status, StepResult
-from actors.runtime.steps import ForgetOnDown
 from actors.runtime.timers import TimerServiceStoppedError
 
 if TYPE_CHECKING:
     from actors.runtime.handle import ActorHandle
     from actors.runtime.system import ActorSystem
-    from actors.runtime.timers import Receiver, TimerHandle
+    from actors.runtime.timers import TimerHandle
 
 __all__ = [
     "Lane",
@@ -679,6 +678,7 @@ class LeafWorker(Actor):
     """
 
     reuse_thread = True
+    _fenced_when_abandoned = False  # its late work is a tool's, whose results are fenced by job
 
     def __init__(self, queue: _WorkQueue) -> None:
         super().__init__()
@@ -754,7 +754,6 @@ class LeafDispatcher:
         owner: the actor whose thread runs the dispatcher and whose handle gets its messages.
         name: names the worker actors.
         max_workers: the most worker threads at once, or ``None`` for no fixed cap.
-        worker_watchers: receivers of every worker's ``Down``.
         share_workers: the owner lives as long as a run: it adopts the system's spare
             workers before it spawns any (renamed after it), and its idle workers become spares
             when it stops.
@@ -766,13 +765,11 @@ class LeafDispatcher:
         name: str,
         max_workers: int | None,
         *,
-        worker_watchers: tuple[Receiver, ...] = (),
         share_workers: bool = False,
     ) -> None:
         self._owner = owner
         self._name = name
         self._max_workers = max_workers
-        self._worker_watchers = worker_watchers
         self._spares = spare_workers(owner.system) if share_workers else None
         self._queue = _WorkQueue(owner)
         self._workers: set[LeafWorker] = set()
@@ -787,15 +784,9 @@ class LeafDispatcher:
     @classmethod
     def for_run(cls, owner: Actor) -> LeafDispatcher:
         """The dispatcher of an actor that lives as long as its run (a branch supervisor, a
-        stream coordinator): workers as many as its running jobs, named after it, forgotten by
-        the system when they end, and shared with later runs as spares."""
-        return cls(
-            owner,
-            owner.handle.name,
-            None,
-            worker_watchers=(ForgetOnDown(owner.system),),
-            share_workers=True,
-        )
+        stream coordinator): workers as many as its running jobs, named after it, and shared
+        with later runs as spares."""
+        return cls(owner, owner.handle.name, None, share_workers=True)
 
     @property
     def work_queue(self) -> _WorkQueue:
@@ -1127,9 +1118,7 @@ class LeafDispatcher:
 
     def _spawn_worker(self) -> None:
         name = f"{self._name}-leaf-{next(self._worker_names)}"
-        handle = self._owner.system.spawn(
-            LeafWorker, self._queue, name=name, watchers=self._worker_watchers, wait=False
-        )
+        handle = self._owner.system.spawn(LeafWorker, self._queue, name=name, wait=False)
         spawned = handle._actor
         assert spawned is not None
         self._workers.add(spawned)
@@ -1333,6 +1322,8 @@ class LeafDispatcher:
 
 class _PoolManager(Actor):
     """The system pool's actor: a ``LeafDispatcher`` with a fixed number of workers."""
+
+    _fenced_when_abandoned = False
 
     def __init__(self, pool_name: str, max_workers: int) -> None:
         super().__init__()

@@ -140,7 +140,6 @@ class RunEnv:
                 actor_class,
                 *args,
                 name=f"{self.run_id}/{name}#{len(self._actors) + 1}",
-                watchers=(ForgetOnDown(self.system),),
                 wait=False,
                 **kwargs,
             )
@@ -192,8 +191,8 @@ class RunEnv:
 class ForgetOnDown:
     """A watcher that removes an actor's name from its system once the actor has ended.
 
-    Actors that live only as long as a run (coordinators, branch supervisors, their workers)
-    are spawned with it, so a long-running system does not keep their names forever.
+    ``ActorSystem.spawn`` gives it to every actor it starts (nothing restarts those), so a
+    long-running system does not keep their names forever and a name can be used again.
     """
 
     __slots__ = ("_system",)

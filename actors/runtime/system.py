@@ -33,7 +33,7 @@ from actors.runtime.handle import ActorHandle
 from actors.runtime.inbox import Awaited
 from actors.runtime.permits import PermitRegistry
 from actors.runtime.reasons import Abandoned, ExitReason
-from actors.runtime.steps import Run, RunEnv, Step, StepCall, cancelled_result
+from actors.runtime.steps import ForgetOnDown, Run, RunEnv, Step, StepCall, cancelled_result
 from actors.runtime.timers import Receiver, TimerService
 
 if TYPE_CHECKING:
@@ -45,6 +45,10 @@ if TYPE_CHECKING:
 __all__ = ["AbandonedThread", "ActorSystem", "KilledProcess", "ShutdownReport", "SystemService"]
 
 logger = logging.getLogger("castflow.system")
+
+# Seconds castflow's own threads (parked, timer, event loop, services) get to end at shutdown
+# when the actors have used up its deadline.
+_OWN_THREADS_GRACE = 0.5
 
 A = TypeVar("A", bound="Actor")
 T = TypeVar("T")
@@ -235,6 +239,7 @@ class ActorSystem:
         self._lock = threading.RLock()
         self._names = itertools.count(1)
         self._handles: dict[str, ActorHandle[Any]] = {}
+        self._forget_on_down = ForgetOnDown(self)
         self._live: dict[int, Actor] = {}
         self.idle_thread_timeout = idle_thread_timeout
         self.max_idle_threads = max_idle_threads
@@ -291,7 +296,8 @@ class ActorSystem:
 
         Args:
             actor_class: a subclass of ``actors.Actor``.
-            name: a name unique in this system; generated from the class name if omitted.
+            name: a name unique among this system's actors; generated from the class name if
+                omitted. It is free again once the actor has ended.
             watchers: receivers of a ``Down`` whenever an incarnation ends.
             wait: block until ``on_start`` finished (not allowed on castflow threads; actors
                 that spawn pass ``wait=False`` and learn of failure through ``Down``).
@@ -303,6 +309,9 @@ class ActorSystem:
             SystemShutDownError: the system has been shut down.
         """
         handle: ActorHandle[A] = self._register(name or self._fresh_name(actor_class))
+        # Nothing restarts a spawned actor: its name is free again once it ends, as in OTP
+        # (first, so that a watcher may spawn another under the same name).
+        handle.watch(self._forget_on_down)
         for watcher in watchers:
             handle.watch(watcher)
         try:
@@ -352,6 +361,10 @@ class ActorSystem:
             self.stop(handle, timeout=self.cancellation_timeout)
             msg = f"actor {handle.name!r} did not finish on_start within {timeout} s"
             raise StartError(msg) from None
+        except StartError:
+            # Its loop ends right after on_start failed: once it has, the name is free again.
+            actor.terminated.result(self.cancellation_timeout)
+            raise
 
     def _fresh_name(self, actor_class: type[Any]) -> str:
         return f"{actor_class.__name__}-{next(self._names)}"
@@ -865,10 +878,14 @@ class ActorSystem:
             loop.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             stuck = {thread for thread, _owner, _waited in self._abandoned if thread is not None}
+        # castflow's own threads end as soon as they are told to, so they get a moment even
+        # when the actors used up the deadline: none must outlive shutdown() unreported.
+        deadline = max(deadline, time.monotonic() + _OWN_THREADS_GRACE)
         self._thread_reservoir.close(deadline, keep=stuck)
         killed = self._close_services(deadline)
         self._stop_loop(deadline)
-        self.timers.stop(max(0.0, deadline - time.monotonic()))
+        if not self.timers.stop(max(0.0, deadline - time.monotonic())):
+            self.record_abandoned(self.timers.thread, "timer service", 0.0)
         for handle in list(self._handles.values()):
             handle._disable_stash()
         report = ShutdownReport(

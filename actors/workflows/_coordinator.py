@@ -186,6 +186,7 @@ class Coordinator(Actor, Generic[W]):
     """
 
     reuse_thread = True  # one per workflow node per run: a parked thread saves a thread start
+    _fenced_when_abandoned = False
 
     def __init__(self, node: W) -> None:
         super().__init__()
