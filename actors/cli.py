@@ -146,7 +146,8 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
     plain = None if args.quiet or err.is_terminal or args.json else err
     progress = Progress(plain=plain)
     interrupted = threading.Event()
-    with ActorSystem("castflow") as system, _on_sigint(interrupted):
+    # Ctrl-C stays a flag until the system has shut down: a second one must not cut that short.
+    with _on_sigint(interrupted), ActorSystem("castflow") as system:
         kinds = (StepStarted, StepFinished, StepProgress)
         with system.events.subscribe(progress.events, kinds=kinds):
             result = _watch(

@@ -340,6 +340,27 @@ def test_an_abandoned_thread_still_running_at_shutdown_is_reported_alive() -> No
     assert probe.ended.wait(WAIT)
 
 
+def test_shutdown_right_after_a_cut_run_waits_for_the_grace_not_its_deadline() -> None:
+    # The run is cut while its leaf ignores cancellation, and the system is shut down before
+    # the leaf's grace is over. The worker is given up on when the grace ends, and shutdown()
+    # returns then, not at its own (much later) deadline.
+    probe = Probe()
+    system = ActorSystem("cut-then-shutdown", cancellation_timeout=0.2)
+    try:
+        run = system.start(ParallelWorkflow([stuck(probe), inc]), 1)
+        assert probe.started.wait(WAIT)
+        run.cancel()
+        assert run.result(timeout=WAIT).status is Status.CANCELLED
+        report = system.shutdown(timeout=60.0)
+        assert report.duration < 30.0, f"shutdown waited for its deadline: {report.duration}"
+        assert [("-leaf-" in t.owner, t.alive) for t in report.abandoned] == [(True, True)]
+        assert not probe.ended.is_set()
+    finally:
+        probe.release.set()
+    assert probe.ended.wait(WAIT)
+    assert probe.reason is CancelReason.CANCELLED
+
+
 # -- retries --------------------------------------------------------------------------------------
 
 

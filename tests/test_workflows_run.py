@@ -279,3 +279,27 @@ def test_a_records_of_a_nested_workflow_are_workflow_step_results(system: ActorS
     assert isinstance(record, WorkflowStepResult)
     assert record.kind == "sequential"
     assert [r.name for r in record.steps] == ["inc"]
+
+
+def _plain(value: int) -> int:
+    return value
+
+
+@pytest.mark.parametrize(
+    ("target", "named"),
+    [
+        (_plain, "the plain callable '_plain'; make it a tool first"),
+        ("nope", "str 'nope'"),
+        (SequentialWorkflow, "the class SequentialWorkflow; make one first"),
+    ],
+)
+def test_running_what_is_not_a_step_is_a_type_error_naming_it(
+    system: ActorSystem, target: Any, named: str
+) -> None:
+    with pytest.raises(TypeError, match=f"run/start takes a step .*got {named}"):
+        system.run(target, 1)
+    with pytest.raises(TypeError, match=f"call takes a tool .*got {named}"):
+        system.call(target, 1)
+    with pytest.raises(TypeError, match=r"call takes a tool .*got SequentialWorkflow"):
+        system.call(SequentialWorkflow([inc]), 1)  # type: ignore[arg-type]
+    assert system.actors() == []

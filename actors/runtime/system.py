@@ -719,7 +719,12 @@ class ActorSystem:
         timeout: float | None = None,
         cancellation_timeout: float | None = None,
     ) -> ActorFuture[StepResult]:
-        """Start one tool call and return a future of its ``StepResult``."""
+        """Start one tool call and return a future of its ``StepResult``.
+
+        Raises:
+            TypeError: ``leaf`` is not a tool.
+        """
+        _check_target(leaf, "call", "prepare", "a tool (made with @tool or tool(fn))")
         return self.leaf_pool.submit(
             leaf.prepare(input),
             parent=self.scope,
@@ -753,7 +758,9 @@ class ActorSystem:
         Raises:
             ToolInputError: the input does not fit the step (nothing was started).
             SystemShutDownError: the system has been shut down.
+            TypeError: ``step`` is not a step.
         """
+        _check_target(step, "run/start", "start", "a step (a workflow, a tool or an actors.Step)")
         self._check_open()
         run_id = f"run-{next(self._run_ids)}"
         scope = self.scope.child(timeout=timeout, name=run_id)
@@ -869,11 +876,20 @@ class ActorSystem:
             actor._request_stop("system shutdown")
         stopped = 0
         for actor in reversed(actors):
+            try:
+                # Its end, or its abandonment meanwhile: a leaf worker whose tool ignores its
+                # cancellation is given up on after its grace, not at this deadline.
+                actor.terminated.result(max(0.0, deadline - time.monotonic()))
+            except concurrent.futures.TimeoutError:
+                self.abandon(actor, time.monotonic() - started)
+                continue
+            if actor.abandoned:
+                continue  # reported when it was given up on
             loop = actor.loop_thread
             if loop is None or loop.join(max(0.0, deadline - time.monotonic())):
                 stopped += 1
             else:
-                self.abandon(actor, time.monotonic() - started)
+                self.record_abandoned(actor.thread, actor.handle.name, time.monotonic() - started)
         for loop in ending:
             loop.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
@@ -907,3 +923,18 @@ class ActorSystem:
             self._shutdown_report = report
         _live_systems.discard(self)
         return report
+
+
+def _check_target(target: object, method: str, member: str, expected: str) -> None:
+    """Raise a ``TypeError`` naming what ``method`` got, unless ``target`` has ``member``."""
+    if not isinstance(target, type) and callable(getattr(target, member, None)):
+        return
+    if isinstance(target, type):
+        got = f"the class {target.__name__}; make one first, e.g. {target.__name__}(...)"
+    elif callable(target):
+        name = getattr(target, "__name__", type(target).__name__)
+        got = f"the plain callable {name!r}; make it a tool first: actors.tool({name})"
+    else:
+        got = f"{type(target).__name__} {target!r}"
+    msg = f"ActorSystem.{method} takes {expected}, got {got}"
+    raise TypeError(msg)
