@@ -91,6 +91,13 @@ def test_cancelling_a_run_reaches_a_sync_leaf_and_records_every_unfinished_step(
     for record in result.steps[1:]:
         assert record.error is not None
         assert "cancelled before it finished" in record.error.message
+    # The nested workflow's record keeps its own steps: cut with the run, it answered first.
+    inner = result.steps[1]
+    assert isinstance(inner, WorkflowStepResult)
+    assert [(r.name, r.status) for r in inner.steps] == [
+        ("hold", Status.CANCELLED),
+        ("inc", Status.SKIPPED),
+    ]
     assert probe.cancelled.wait(WAIT)
     assert probe.reason is CancelReason.CANCELLED
     assert not run.cancel()
@@ -137,6 +144,9 @@ def test_an_inner_long_timeout_is_cut_by_the_outer_deadline(system: ActorSystem)
         ("inner", Status.TIMEOUT),
         ("double", Status.SKIPPED),
     ]
+    inner_record = result.steps[1]
+    assert isinstance(inner_record, WorkflowStepResult)
+    assert [(r.name, r.status) for r in inner_record.steps] == [("hold", Status.TIMEOUT)]
     with pytest.raises(Exception, match="ended timeout"):
         _ = result.value
 

@@ -9,7 +9,8 @@ one node (loop iterations, parallel items) share the coordinator and its thread.
 On cancellation an instance is decided at once: the running child is recorded ``cancelled``
 (or ``timeout``) and the children that never started ``skipped``, each with the reason. The
 children's own scopes were cancelled with the instance's, so leaves stop; their late replies
-are dropped.
+are dropped. A running child that is itself a workflow is cut at the same moment and replies
+at once: the instance is decided on that reply, so the child's record keeps its own steps.
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ class Instance:
     iteration: int = 0
     token: int = 0
     running: str | None = None
+    running_decides_cut: bool = False  # the running child is a workflow: see CancelInstance
     child_scope: CancelScope | None = None
     branch: StepSpec | None = None
 
@@ -216,7 +218,10 @@ class Coordinator(Actor, Generic[W]):
                 self._start(call)
             case CancelInstance(instance_id):
                 instance = self._instances.get(instance_id)
-                if instance is not None:
+                # A running child workflow is cut with this instance (its scope is a child of
+                # this one) and replies at once, with the records of its own steps: its
+                # ChildDone decides this instance, so what finished inside it is kept.
+                if instance is not None and not (instance.running and instance.running_decides_cut):
                     self._cancel(instance)
             case _:
                 return super().on_receive(message)
@@ -346,6 +351,7 @@ class Coordinator(Actor, Generic[W]):
         instance.token += 1
         token = instance.token
         instance.running = name
+        instance.running_decides_cut = isinstance(spec.step, Workflow)
         handle = self.handle
         instance_id = instance.id
 
