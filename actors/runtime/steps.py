@@ -373,7 +373,7 @@ class Run(Generic[R]):
             TimeoutError: the run was not decided within ``timeout``.
             BlockingCallError: called on a castflow thread before the run was decided.
         """
-        return self._present(self._future.result(timeout))
+        return self._present(self.step_result(timeout))
 
     def step_result(self, timeout: float | None = None) -> StepResult:
         """Wait for the run's raw ``StepResult`` (how the top step ended, before ``present``).
@@ -382,7 +382,11 @@ class Run(Generic[R]):
             TimeoutError: the run was not decided within ``timeout``.
             BlockingCallError: called on a castflow thread before the run was decided.
         """
-        return self._future.result(timeout)
+        try:
+            return self._future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            msg = f"run {self.run_id!r} was not decided within {timeout} s; it goes on"
+            raise TimeoutError(msg) from None
 
     def cancel(self) -> bool:
         """Cancel the run: its scope and every nested step's. Returns False if already done."""
