@@ -5,7 +5,11 @@ from __future__ import annotations
 import builtins
 import importlib
 import re
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
+
+from pydantic import AfterValidator, BaseModel
+
+from actors._spec_errors import SpecProblem
 
 __all__ = [
     "REF_PATTERN",
@@ -15,6 +19,7 @@ __all__ = [
     "ref_of",
     "resolve",
     "resolve_exception",
+    "unresolved_refs",
 ]
 
 REF_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
@@ -116,3 +121,42 @@ def builtin_exception_name(kind: type[BaseException]) -> str:
     if kind.__module__ == "builtins":
         return kind.__qualname__
     return ref_of(kind)
+
+
+def unresolved_refs(node: object, path: str) -> list[SpecProblem]:
+    """Every import path in ``node`` (a validated spec node, or a step's import path) that
+    cannot be resolved.
+
+    The build stops at its first problem; this lists every import that fails, in document
+    order, each at its path (``workflow.steps[2].tool``).
+    """
+    problems: list[SpecProblem] = []
+    _visit(node, isinstance(node, str), path, problems)
+    return problems
+
+
+def _visit(value: object, is_ref: bool, path: str, problems: list[SpecProblem]) -> None:
+    if isinstance(value, BaseModel):
+        for name, info in type(value).model_fields.items():
+            ref_field = _holds_ref(info.annotation) or any(map(_is_ref_check, info.metadata))
+            _visit(getattr(value, name), ref_field, f"{path}.{info.alias or name}", problems)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _visit(item, is_ref, f"{path}[{index}]", problems)
+    elif isinstance(value, str) and is_ref:
+        try:
+            resolve(value)
+        except RefError as exc:
+            problems.append(SpecProblem(path, str(exc)))
+
+
+def _holds_ref(annotation: object) -> bool:
+    """Whether ``annotation`` (with its unions, lists and ``Annotated``) admits a ``Ref``."""
+    if get_origin(annotation) is Annotated:
+        inner, *metadata = get_args(annotation)
+        return any(map(_is_ref_check, metadata)) or _holds_ref(inner)
+    return any(_holds_ref(arg) for arg in get_args(annotation))
+
+
+def _is_ref_check(metadata: object) -> bool:
+    return isinstance(metadata, AfterValidator) and metadata.func is check_ref

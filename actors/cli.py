@@ -280,13 +280,17 @@ def _validate(args: argparse.Namespace, out: Console, _err: Console) -> int:
     return EXIT_OK
 
 
-def _outline(step: Any, depth: int) -> Iterator[tuple[int, str]]:
+def _outline(step: Any, depth: int, name: str | None = None) -> Iterator[tuple[int, str]]:
+    """Each step as its parent names it (in the results too), with what it is."""
+    name = step.name if name is None else name
     if isinstance(step, Workflow):
-        yield depth, f"{step.name} ({step.kind})"
+        yield depth, f"{name} ({step.kind})"
         for child in step.children():
-            yield from _outline(child.step, depth + 1)
+            yield from _outline(child.step, depth + 1, child.name)
+    elif name == step.name:
+        yield depth, f"{name} (tool)"
     else:
-        yield depth, f"{step.name} (tool)"
+        yield depth, f"{name} (tool {step.name})"
 
 
 def _tools(args: argparse.Namespace, out: Console, _err: Console) -> int:

@@ -29,6 +29,7 @@ from actors._spec_build import BuildError, build_node
 from actors._spec_dump import DumpError, dump_workflow
 from actors._spec_errors import SpecError, SpecProblem, join_path
 from actors._spec_models import AGGREGATION_EXPECTED, KIND_MODELS, TAGS, SpecDocument
+from actors._spec_refs import unresolved_refs
 from actors.workflows import Workflow
 
 __all__ = [
@@ -87,6 +88,9 @@ def read_spec(spec: str | Path | Mapping[str, Any]) -> LoadedSpec:
         document = SpecDocument.model_validate(data)
     except ValidationError as exc:
         raise SpecError(source, _problems(exc)) from None
+    problems = unresolved_refs(document.workflow, "workflow")
+    if problems:
+        raise SpecError(source, problems)
     try:
         built = build_node(document.workflow, "workflow")
     except BuildError as exc:

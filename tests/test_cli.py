@@ -114,7 +114,11 @@ def test_validate_prints_the_outline_of_a_valid_spec(tmp_path: Path) -> None:
         {
             "kind": "sequential",
             "name": "outer",
-            "steps": [f"{T}:inc", {"kind": "parallel", "name": "inner", "steps": [f"{T}:square"]}],
+            "steps": [
+                f"{T}:inc",
+                {"kind": "parallel", "name": "inner", "steps": [f"{T}:square"]},
+                {"tool": f"{T}:square", "name": "again"},
+            ],
         },
     )
     done = castflow("validate", str(spec))
@@ -122,6 +126,7 @@ def test_validate_prints_the_outline_of_a_valid_spec(tmp_path: Path) -> None:
     assert f"{spec}: valid" in done.stdout
     assert "inner (parallel)" in done.stdout
     assert "square (tool)" in done.stdout
+    assert "again (tool square)" in done.stdout, "a step is named as its parent names it"
 
 
 def test_tools_lists_a_modules_tools_with_their_json_schemas() -> None:

@@ -301,6 +301,32 @@ def test_a_missing_attribute_says_which_module_lacks_it() -> None:
     assert f"module '{T}' has no attribute 'nothing'" in str(error)
 
 
+def test_every_import_that_fails_is_listed_at_its_path() -> None:
+    doc = {
+        "workflow": {
+            "kind": "sequential",
+            "steps": [
+                "tests.nope:fn",
+                {
+                    "kind": "map_reduce",
+                    "mapper": {"tool": f"{T}:missing", "name": "m"},
+                    "reducer": f"{T}:no_reducer",
+                },
+                {"kind": "loop", "body": f"{T}:inc", "until": f"{T}:nothing"},
+            ],
+        }
+    }
+    error = _error(doc)
+    assert [problem.path for problem in error.problems] == [
+        "workflow.steps[0]",
+        "workflow.steps[1].mapper.tool",
+        "workflow.steps[1].reducer",
+        "workflow.steps[2].until",
+    ]
+    assert "cannot import module 'tests.nope'" in str(error)
+    assert f"module '{T}' has no attribute 'nothing'" in str(error)
+
+
 def test_a_module_that_fails_to_import_reports_its_own_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
