@@ -37,6 +37,8 @@ class SpecError(CastflowError):
         problems: every problem found, in document order.
     """
 
+    __module__ = "actors"  # as users import it: how results (ErrorInfo.type) name it
+
     def __init__(self, source: str, problems: list[SpecProblem]) -> None:
         self.source = source
         self.problems = list(problems)

@@ -164,6 +164,8 @@ class ToolDefinitionError(CastflowError):
     problem.
     """
 
+    __module__ = "actors"  # as users import it: how results (ErrorInfo.type) name it
+
 
 class _FieldsError(CastflowError):
     """An error about a tool's input or output, with one :class:`FieldError` per problem."""
@@ -197,6 +199,7 @@ class ToolInputError(_FieldsError):
         errors: one :class:`FieldError` per problem.
     """
 
+    __module__ = "actors"  # as users import it: how results (ErrorInfo.type) name it
     _subject = "input"
 
 
@@ -211,6 +214,7 @@ class ToolOutputError(_FieldsError):
         errors: one :class:`FieldError` per problem; paths are relative to the output.
     """
 
+    __module__ = "actors"  # as users import it: how results (ErrorInfo.type) name it
     _subject = "output"
 
 

@@ -34,6 +34,8 @@ class RunFailedError(Exception):
     """Stands for a failed run that carries no exception (a deadline passed, for instance)
     in its child's ``Crashed`` reason; it is never raised."""
 
+    __module__ = "supervisors"  # as users import it: how results (ErrorInfo.type) name it
+
 
 @dataclass(frozen=True, slots=True)
 class RunDecided:
