@@ -176,6 +176,23 @@ def test_a_stop_request_overtakes_a_long_mailbox(system: ActorSystem) -> None:
     assert isinstance(one_down(watcher, handle).reason, Shutdown)
 
 
+def test_drain_and_stop_ends_the_actor_after_what_was_sent_before(system: ActorSystem) -> None:
+    log: list[Any] = []
+    handle = system.spawn(Echo, log)
+    blocker = block(handle)  # what follows queues up behind the running handler
+    for n in range(3):
+        handle.tell(n)
+    ended = handle.drain_and_stop()
+    late = handle.ask("after")
+    blocker.gate.set()
+    assert ended.result(WAIT) == Shutdown()
+    assert log == [0, 1, 2]
+    with pytest.raises(ActorDeadError):
+        late.result(WAIT)
+    with pytest.raises(ActorDeadError):
+        handle.drain_and_stop().result(WAIT)
+
+
 def test_messages_left_in_the_mailbox_fail_asks_and_become_dead_letters(
     system: ActorSystem,
 ) -> None:

@@ -6,6 +6,7 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from pykka import messages as pykka_messages
 from pykka._envelope import Envelope
 
 from actors.runtime.errors import ActorDeadError
@@ -126,6 +127,25 @@ class ActorHandle(Generic[A]):
             future.set_exception(ActorDeadError(f"actor {self.name!r} is not running"))
             return future
         actor._request_stop(info)
+        actor.terminated.add_done_callback(lambda done: future.set_result(done.result()))
+        return future
+
+    def drain_and_stop(self) -> ActorFuture[ExitReason]:
+        """Stop the current incarnation once it has handled what was sent to it before.
+
+        The stop queues behind the mailbox like any message (Akka's ``PoisonPill``), where
+        ``stop`` overtakes it; messages sent after it fail or become dead letters. The
+        incarnation ends with ``Shutdown()``.
+
+        Returns:
+            A future of the incarnation's exit reason; it fails with ``ActorDeadError`` if
+            the actor is not running.
+        """
+        actor = self._actor
+        future: ActorFuture[ExitReason] = ActorFuture()
+        if actor is None or not actor._deliver(Envelope(pykka_messages._ActorStop())):
+            future.set_exception(ActorDeadError(f"actor {self.name!r} is not running"))
+            return future
         actor.terminated.add_done_callback(lambda done: future.set_result(done.result()))
         return future
 
