@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from types import TracebackType
 from typing import Any, ClassVar, Protocol, cast
 
 from actors.runtime.actor import Actor
@@ -282,7 +283,7 @@ class StrategyPolicy:
         records = [r for r in self._results if r is not None]
         try:
             value = fn(records)
-        except Exception as exc:  # noqa: BLE001 - the user's function failing fails the step
+        except BaseException as exc:  # noqa: BLE001 - the user's function failing fails the step
             return Verdict(Status.ERROR, error=ErrorInfo.from_exception(exc))
         return Verdict(Status.OK, value)
 
@@ -574,6 +575,20 @@ class GatherActor(Actor):
         for batch in list(self._batches.values()):
             status, error = _cut_status(batch.expect.scope, "the run has ended")
             self._decide(batch, batch.expect.policy.cut(status, error), "the run has ended")
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Fail every batch still open: a crashed gather leaves no step waiting for it."""
+        info = ErrorInfo(
+            type="castflow.GatherCrashed",
+            message=f"the gather of {self.handle.name!r} crashed: {exception_value!r}",
+        )
+        for batch in list(self._batches.values()):
+            self._decide(batch, Verdict(Status.ERROR, error=info), "the gather crashed")
 
 
 def _why(scope: CancelScope) -> str:

@@ -310,7 +310,7 @@ class BranchSupervisor(Actor):
         except StopIteration:
             state.exhausted = True
             return None
-        except Exception as exc:  # noqa: BLE001 - a failing item source ends the batch
+        except BaseException as exc:  # noqa: BLE001 - a failing item source ends the batch
             state.exhausted = True
             state.source_error = ErrorInfo.from_exception(exc)
             return None

@@ -98,6 +98,40 @@ def test_an_exception_in_a_tool_is_an_error_result_not_a_crash(system: ActorSyst
     assert system.call(add, {"a": 1}).value == 2
 
 
+class _Abort(BaseException):
+    """A BaseException of the user's own."""
+
+
+class _UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise AttributeError("no request_id")
+
+
+@pytest.mark.parametrize(
+    "raised", [SystemExit(2), KeyboardInterrupt(), _Abort(), _UnprintableError()]
+)
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_whatever_a_tool_raises_is_an_error_result_and_the_system_goes_on(
+    system: ActorSystem, raised: BaseException, asynchronous: bool
+) -> None:
+    def throw(x: int) -> int:
+        raise raised
+
+    async def throw_async(x: int) -> int:
+        raise raised
+
+    broken = tool(throw_async if asynchronous else throw, name="broken")
+    result = system.call(broken, 1, timeout=WAIT)
+    assert result.status is Status.ERROR
+    assert result.error is not None
+    assert result.error.short_type == type(raised).__name__
+    if isinstance(raised, _UnprintableError):
+        assert result.error.message == "<_UnprintableError.__str__ raised AttributeError>"
+    # Neither the pool's workers nor the event loop were taken down with it.
+    assert system.call(async_add, {"a": 1, "b": 2}, timeout=WAIT).value == 3
+    assert system.call(add, {"a": 1}, timeout=WAIT).value == 2
+
+
 def test_invalid_output_is_an_error_result(system: ActorSystem) -> None:
     result = system.call(lies)
     assert result.status is Status.ERROR

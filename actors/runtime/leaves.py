@@ -614,7 +614,28 @@ def _run_prepared(job: LeafJob) -> LeafJob:
 
 def _complete(job: LeafJob, finished: asyncio.Task[Any]) -> Any:
     """Check the output of an async job's finished task (raising what the task raised)."""
-    return job.task.complete(finished.result())
+    value = finished.result()
+    if isinstance(value, _Escaped):
+        raise value.error
+    return job.task.complete(value)
+
+
+class _Escaped:
+    """What an async tool raised that asyncio would let out of the event loop's thread."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+async def _contained(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run an async tool's coroutine so that ``SystemExit`` or ``KeyboardInterrupt`` in it
+    fails its call, as in a sync tool, instead of ending the system's event loop."""
+    try:
+        return await coro
+    except (KeyboardInterrupt, SystemExit) as exc:
+        return _Escaped(exc)
 
 
 def _conclude(job: LeafJob, status: Status, value: Any, error: ErrorInfo | None) -> StepResult:
@@ -1141,7 +1162,7 @@ class LeafDispatcher:
         queue = self._queue
 
         def start() -> None:
-            task = loop.create_task(coro, context=job.context)
+            task = loop.create_task(_contained(coro), context=job.context)
 
             def cancel_task(_scope: CancelScope) -> None:
                 loop.call_soon_threadsafe(task.cancel)

@@ -55,7 +55,7 @@ class ErrorInfo(BaseModel):
             tb = "".join(_traceback.format_exception(exc))
         return cls(
             type=f"{exc_type.__module__}.{exc_type.__qualname__}",
-            message=str(exc),
+            message=_message(exc),
             traceback=tb,
             exception=exc,
         )
@@ -67,6 +67,14 @@ class ErrorInfo(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.short_type}: {self.message}" if self.message else self.short_type
+
+
+def _message(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in if the exception cannot describe itself."""
+    try:
+        return str(exc)
+    except Exception as failure:  # noqa: BLE001 - a broken __str__ must not lose the result
+        return f"<{type(exc).__qualname__}.__str__ raised {type(failure).__qualname__}>"
 
 
 class StepResult(BaseModel):

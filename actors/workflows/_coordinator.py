@@ -270,7 +270,7 @@ class Coordinator(Actor, Generic[W]):
                     self.node.name, instance.scope, "the run ended before it finished"
                 )
                 self.finish(instance, cut.status, None, cut.error)
-        except Exception as exc:  # noqa: BLE001 - the instance's failure
+        except BaseException as exc:  # noqa: BLE001 - the instance's failure
             if instance.id in self._instances:
                 self.finish(instance, Status.ERROR, None, _info(exc))
 
@@ -373,7 +373,7 @@ class Coordinator(Actor, Generic[W]):
                 semaphores=spec.semaphores,
             )
             spec.step.start(call)
-        except Exception as exc:  # noqa: BLE001 - a bad input is the child's failure
+        except BaseException as exc:  # noqa: BLE001 - a bad input is the child's failure
             reply(StepResult(name=name, status=Status.ERROR, error=_info(exc)))
 
     def finish(

@@ -386,7 +386,7 @@ class StreamCoordinator(Coordinator[StreamWorkflow]):
         except StopIteration:
             self._end_of_input(pipe)
             return
-        except Exception as exc:  # noqa: BLE001 - a failing input fails the stream
+        except BaseException as exc:  # noqa: BLE001 - a failing input fails the stream
             self._input_failed(pipe, ErrorInfo.from_exception(exc))
             return
         self.arrive(pipe, item)
@@ -463,7 +463,7 @@ class StreamCoordinator(Coordinator[StreamWorkflow]):
                 semaphores=spec.semaphores,
             )
             spec.step.start(dataclasses.replace(child, leaves=self._executor))
-        except Exception as exc:  # noqa: BLE001 - a bad input is this unit's failure
+        except BaseException as exc:  # noqa: BLE001 - a bad input is this unit's failure
             result = StepResult(
                 name=label, status=Status.ERROR, error=ErrorInfo.from_exception(exc)
             )
@@ -527,7 +527,7 @@ class StreamCoordinator(Coordinator[StreamWorkflow]):
         if node.on_output is not None:
             try:
                 node.on_output(value)
-            except Exception as exc:  # noqa: BLE001 - a failing sink fails the stream
+            except BaseException as exc:  # noqa: BLE001 - a failing sink fails the stream
                 self._sink_failed(pipe, "on_output", unit, exc)
 
     def _failed(self, pipe: Pipeline, state: _StageState, unit: Unit, result: StepResult) -> None:
@@ -552,7 +552,7 @@ class StreamCoordinator(Coordinator[StreamWorkflow]):
                     sink.put_nowait(failed)
                 elif sink is not None:
                     sink(failed)
-            except Exception as exc:  # noqa: BLE001 - a failing sink fails the stream
+            except BaseException as exc:  # noqa: BLE001 - a failing sink fails the stream
                 self._sink_failed(pipe, "dead_letters", unit, exc)
                 return
         self._drop(pipe, unit)
@@ -564,7 +564,7 @@ class StreamCoordinator(Coordinator[StreamWorkflow]):
         pipe.reorder[unit.index] = _DROPPED
         self._release(pipe)
 
-    def _sink_failed(self, pipe: Pipeline, sink: str, unit: Unit, exc: Exception) -> None:
+    def _sink_failed(self, pipe: Pipeline, sink: str, unit: Unit, exc: BaseException) -> None:
         if pipe.closed:
             return
         info = ErrorInfo.from_exception(exc)

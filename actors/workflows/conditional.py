@@ -102,7 +102,7 @@ class ConditionalCoordinator(Coordinator[ConditionalWorkflow]):
         for i, (predicate, spec) in enumerate(self.node.branches, 1):
             try:
                 chosen = bool(predicate(value, ctx))
-            except Exception as exc:  # noqa: BLE001 - a predicate's failure is the node's
+            except BaseException as exc:  # noqa: BLE001 - a predicate's failure is the node's
                 why = f"the predicate of branch {i} ({spec.name!r}) raised"
                 instance.records.extend(skipped(s.name, why) for s in self.node.children())
                 error = ErrorInfo.from_exception(exc)

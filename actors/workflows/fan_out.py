@@ -204,7 +204,7 @@ class FanOutCoordinator(FanCoordinator[FanOutWorkflow]):
             if k is not None and k > len(items):
                 msg = f"{where}: quorum({k}) can never be reached with {len(items)} items"
                 raise WorkflowDefinitionError(msg)
-        except Exception as exc:  # noqa: BLE001 - a plan that cannot run fails the instance
+        except BaseException as exc:  # noqa: BLE001 - a plan that cannot run fails the instance
             instance.records.extend(
                 skipped(n, "the items could not be planned") for n in self.pending(instance)
             )
@@ -230,7 +230,7 @@ class FanOutCoordinator(FanCoordinator[FanOutWorkflow]):
         if aggregation.kind == "custom" and aggregation.fn is not None:
             try:
                 value = aggregation.fn([])
-            except Exception as exc:  # noqa: BLE001 - the user's function failing fails it
+            except BaseException as exc:  # noqa: BLE001 - the user's function failing fails it
                 self._skip_aggregator(instance, "the aggregation failed")
                 self.finish(instance, Status.ERROR, None, ErrorInfo.from_exception(exc))
                 return

@@ -112,7 +112,7 @@ class LoopCoordinator(Coordinator[LoopWorkflow]):
         until = self.node.until
         try:
             stop = until is not None and bool(until(result.value))
-        except Exception as exc:  # noqa: BLE001 - the predicate's failure is the loop's
+        except BaseException as exc:  # noqa: BLE001 - the predicate's failure is the loop's
             error = ErrorInfo.from_exception(exc)
             error = error.model_copy(
                 update={"message": f"until raised after iteration {done - 1}: {error}"}

@@ -240,7 +240,7 @@ class ReducePolicy:
         assert reducer is not None
         try:
             self._acc = reducer(self._acc, (index, value) if self._node.indexed else value)
-        except Exception as exc:  # noqa: BLE001 - the user's reducer failing fails the run
+        except BaseException as exc:  # noqa: BLE001 - the user's reducer failing fails the run
             error = ReducerError(f"{self._where}: the reducer raised on item {index}: {exc!r}")
             error.__cause__ = exc
             info = ErrorInfo.from_exception(error)
