@@ -449,6 +449,7 @@ class _Batch:
     total: int | None = None
     reported: int = 0
     rest_cancelled: bool = False
+    cut_from_above: bool = False  # a branch ended unfinished once the step's scope had ended
 
 
 class GatherActor(Actor):
@@ -502,6 +503,8 @@ class GatherActor(Actor):
             if partials is not None:
                 # Before the policy sees it: a deciding branch streams before the result.
                 partials.push(expect.path, result)
+            if not result.ok and result.status is not Status.ERROR and expect.scope.cancelled:
+                batch.cut_from_above = True
             verdict = add(index, result)
             if verdict is not None:
                 self._apply(batch, verdict)
@@ -533,8 +536,9 @@ class GatherActor(Actor):
             return
         assert isinstance(verdict, Verdict)
         scope = batch.expect.scope
-        if scope.cancelled and verdict.status is not Status.OK:
-            # The branches failed because the step's own scope ended: report it as such.
+        if scope.cancelled and (verdict.status is not Status.OK or batch.cut_from_above):
+            # The branches failed, or a success is partial, because the step's own scope
+            # ended: the step was cut, and says so (a deadline is a timeout, not a success).
             why = _why(scope)
             status, error = _cut_status(scope, why)
             verdict = batch.expect.policy.cut(status, error)

@@ -192,6 +192,23 @@ def test_the_overall_timeout_cuts_every_unfinished_branch(system: ActorSystem) -
     assert not never.started.is_set()
 
 
+@pytest.mark.parametrize("where", ["workflow", "run"])
+def test_a_partial_success_cut_by_its_deadline_is_a_timeout_not_a_success(
+    system: ActorSystem, where: str
+) -> None:
+    probe = Probe()
+    flow = ParallelWorkflow(
+        [holding(probe, "slow"), inc],
+        aggregation=Aggregation.PARTIAL_SUCCESS,
+        timeout=0.2 if where == "workflow" else None,
+    )
+    result = system.run(flow, 1, timeout=0.2 if where == "run" else WAIT)
+    assert result.status is Status.TIMEOUT
+    assert statuses(result.steps) == [("slow", Status.TIMEOUT), ("inc", Status.OK)]
+    assert probe.cancelled.wait(WAIT)
+    assert probe.reason is CancelReason.DEADLINE
+
+
 def test_cancelling_a_started_run_cancels_every_branch(system: ActorSystem) -> None:
     sync_probes = [Probe(), Probe()]
     async_probe = Probe()
