@@ -302,11 +302,9 @@ class ToolContext:
         call_id: the identifier of this call.
         logger: a logger under ``castflow.tools`` for this tool.
         resources: shared clients and connection pools, read-only.
-        run: runs a sub-step from inside the tool, giving up the tool's slot while it waits;
-            ``None`` until the workflow layer provides it.
     """
 
-    __slots__ = ("_progress_sink", "call_id", "logger", "resources", "run", "scope", "tool_name")
+    __slots__ = ("_progress_sink", "call_id", "logger", "resources", "scope", "tool_name")
 
     def __init__(
         self,
@@ -343,7 +341,6 @@ class ToolContext:
         self.logger = (
             logger if logger is not None else logging.getLogger(f"{_TOOLS_LOGGER}.{tool_name}")
         )
-        self.run: Callable[..., Any] | None = None
 
     @property
     def deadline(self) -> float | None:

@@ -828,15 +828,12 @@ def test_context_resources_are_read_only_and_shared_not_copied() -> None:
     assert dict(make_context().resources) == {}
 
 
-def test_the_context_logger_is_under_castflow_tools_and_run_is_empty_by_default() -> None:
+def test_the_context_logger_is_under_castflow_tools() -> None:
     ctx = make_context()
 
     assert ctx.logger.name == "castflow.tools.search"
-    assert ctx.run is None
     custom = logging.getLogger("custom")
     assert make_context(logger=custom).logger is custom
-    ctx.run = lambda *args: args
-    assert ctx.run(1) == (1,)
 
 
 def test_a_method_of_a_builtin_type_becomes_a_tool_named_after_the_method() -> None:

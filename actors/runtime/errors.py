@@ -33,8 +33,9 @@ class BlockingCallError(CastflowError):
     """A castflow actor thread tried to block on a future.
 
     Actors coordinate by messages; blocking on another actor's reply from inside a handler
-    can deadlock the two actors. Use ``tell`` and handle the reply as a message, or, in a
-    tool, ``ctx.run(...)``.
+    can deadlock the two actors. Use ``tell`` and handle the reply as a message. A sync tool
+    that needs another step's result takes it as input: make that step run before it in the
+    workflow. An async tool may ``await system.run_async(...)``.
     """
 
 

@@ -45,7 +45,8 @@ def _refuse_to_block(what: str) -> None:
     msg = (
         f"{what} would block castflow thread {threading.current_thread().name!r} "
         f"(owned by {owner}); actors must not wait on each other: use tell and handle the "
-        "reply as a message, or call ctx.run(...) inside a tool"
+        "reply as a message; a sync tool that needs another step's result should take it as input "
+        "(run that step before it in the workflow), an async tool may await system.run_async()"
     )
     raise BlockingCallError(msg)
 
