@@ -159,6 +159,10 @@ class GatherPolicy(Protocol):
     a reducer). Successes may then reach the gather a few milliseconds late, several at a
     time, while the workers restart the next branches. Without it, every result is sent on
     at once.
+
+    It may also have a ``runs_code_per_result`` attribute: true when ``add`` runs the user's
+    code on each result (a reducer). The gather then checks the step's scope after each, so
+    a deadline that passes while that code runs cuts the step at once.
     """
 
     def add(self, index: int, result: StepResult) -> Verdict | object | None:
@@ -499,13 +503,21 @@ class GatherActor(Actor):
         partials = None if env is None else env.partials
         add = expect.policy.add
         batches = self._batches
+        scope = expect.scope
+        # Results that ended in time are taken in even once the step was cut; the user's
+        # aggregation code that runs past the step's deadline is cut, as a tool would be.
+        in_time = not scope.cancelled
+        watch_each = in_time and getattr(expect.policy, "runs_code_per_result", False)
         for index, result in zip(report.indices, report.results, strict=True):
             if partials is not None:
                 # Before the policy sees it: a deciding branch streams before the result.
                 partials.push(expect.path, result)
-            if not result.ok and result.status is not Status.ERROR and expect.scope.cancelled:
+            if not result.ok and result.status is not Status.ERROR and scope.cancelled:
                 batch.cut_from_above = True
             verdict = add(index, result)
+            if (watch_each or (in_time and verdict is not None)) and scope.cancelled:
+                self._cut(batch)
+                return
             if verdict is not None:
                 self._apply(batch, verdict)
                 if batches.get(expect.key) is not batch:
@@ -539,14 +551,20 @@ class GatherActor(Actor):
         if scope.cancelled and (verdict.status is not Status.OK or batch.cut_from_above):
             # The branches failed, or a success is partial, because the step's own scope
             # ended: the step was cut, and says so (a deadline is a timeout, not a success).
-            why = _why(scope)
-            status, error = _cut_status(scope, why)
-            verdict = batch.expect.policy.cut(status, error)
-        elif verdict.status is Status.OK:
+            self._cut(batch)
+            return
+        if verdict.status is Status.OK:
             why = "not needed: the step had its result before this branch finished"
         else:
             why = "cancelled: the step failed before this branch finished"
         self._decide(batch, verdict, why)
+
+    def _cut(self, batch: _Batch) -> None:
+        """Decide ``batch`` as its step's scope ended it (its deadline or a cancellation)."""
+        scope = batch.expect.scope
+        why = _why(scope)
+        status, error = _cut_status(scope, why)
+        self._decide(batch, batch.expect.policy.cut(status, error), why)
 
     def _close_gate(self, batch: _Batch) -> None:
         """Admit no more branches; count exactly those that were."""

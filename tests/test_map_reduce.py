@@ -327,3 +327,34 @@ def test_a_slow_reducer_holds_the_items_back_instead_of_queueing_their_results(
     # At most the backlog bound (64 at this concurrency) on their way, plus one drain's worth
     # reported past it, the running items and those started from the prepared ones meanwhile.
     assert counts["most_unfolded"] <= 64 + 4 * concurrency + 1
+
+
+def test_a_reducer_still_folding_at_the_deadline_is_cut_there(system: ActorSystem) -> None:
+    # Mapping is instant and folding slow: results queue up for the reducer. The deadline
+    # cuts the run during a fold; the queued results are not folded after it.
+    folded_at: list[float] = []
+
+    def slow_add(acc: int, value: int) -> int:
+        time.sleep(0.05)  # the reducer's work, racing the run's deadline
+        folded_at.append(time.monotonic())
+        return acc + value
+
+    flow = MapReduceWorkflow(square, slow_add, initial=0, max_concurrency=8)
+    deadline = time.monotonic() + 0.3
+    result = system.run(flow, range(200), timeout=0.3)
+    assert result.status is Status.TIMEOUT
+    late = [at for at in folded_at if at > deadline]
+    # The fold running at the deadline ends after it; a late timer may let one more start.
+    assert len(late) <= 2, f"{len(late)} folds ended after the deadline"
+
+
+def test_a_custom_aggregation_running_past_the_deadline_makes_a_timeout(
+    system: ActorSystem,
+) -> None:
+    def take_long(records: list[Any]) -> int:
+        time.sleep(0.5)  # the aggregation's work, outlasting the run's deadline
+        return len(records)
+
+    flow = ParallelWorkflow([square, square], aggregation=Aggregation.custom(take_long))
+    result = system.run(flow, 1, timeout=0.2)
+    assert result.status is Status.TIMEOUT

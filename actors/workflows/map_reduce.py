@@ -214,6 +214,7 @@ class ReducePolicy:
         self._total: int | None = None
         # A success is folded; only the last one decides (see GatherPolicy).
         self.successes_can_wait = True
+        self.runs_code_per_result = node.reducer is not None
 
     def add(self, index: int, result: StepResult) -> Verdict | None:
         """Count the item; fold its value or keep its failure; decide if the run can."""
