@@ -512,7 +512,8 @@ class GatherActor(Actor):
             if partials is not None:
                 # Before the policy sees it: a deciding branch streams before the result.
                 partials.push(expect.path, result)
-            if not result.ok and result.status is not Status.ERROR and scope.cancelled:
+            status = result.status
+            if (status is Status.TIMEOUT or status is Status.CANCELLED) and scope.cancelled:
                 batch.cut_from_above = True
             verdict = add(index, result)
             if (watch_each or (in_time and verdict is not None)) and scope.cancelled:

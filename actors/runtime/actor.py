@@ -25,7 +25,7 @@ from actors.runtime._lazy_future import LazyFuture
 from actors.runtime._threads import LoopThread
 from actors.runtime.cancel import CancelReason
 from actors.runtime.errors import ActorDeadError, StartError
-from actors.runtime.futures import GuardedThreadingFuture, mark_castflow_thread
+from actors.runtime.futures import GuardedThreadingFuture, mark_castflow_thread, note_fenced
 from actors.runtime.inbox import ControlMessage, PriorityInbox
 from actors.runtime.reasons import Crashed, ExitReason, Normal, Shutdown, StartFailed
 from actors.runtime.results import ErrorInfo
@@ -258,6 +258,8 @@ class Actor(pykka.ThreadingActor):
         thread only has to finish quietly.
         """
         self.abandoned = True
+        if self._fenced_when_abandoned:
+            note_fenced()
         self._accepting = False
         self.scope.cancel(CancelReason.ABANDONED)
         self.actor_inbox.put(Envelope(StopRequest("abandoned")))

@@ -32,8 +32,19 @@ def in_castflow_thread() -> bool:
     return getattr(_local, "owner", None) is not None
 
 
+_any_fenced = False  # no thread was ever fenced: the usual case costs one global read
+
+
+def note_fenced() -> None:
+    """Record that an actor's thread has been fenced (see :func:`sent_by_abandoned`)."""
+    global _any_fenced  # a process-wide fact, set once
+    _any_fenced = True
+
+
 def sent_by_abandoned() -> bool:
     """Whether the current thread runs an actor incarnation that was abandoned and fenced."""
+    if not _any_fenced:
+        return False
     owner = getattr(_local, "owner", None)
     return getattr(owner, "abandoned", False) is True and (
         getattr(owner, "_fenced_when_abandoned", False) is True
