@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import threading
 import weakref
+from fractions import Fraction
+from pathlib import PurePosixPath
 from typing import Any
 
 import pytest
@@ -16,6 +19,7 @@ from actors import (
     Aggregation,
     ErrorMode,
     ParallelWorkflow,
+    SequentialWorkflow,
     Status,
     StepResult,
     WorkflowError,
@@ -526,6 +530,50 @@ def test_a_branch_mutating_its_input_affects_neither_a_sibling_nor_the_caller(
     assert seen["reader"] == {"items": [1, 2, 3], "count": 3}
     assert seen["mutator"] is not seen["reader"]
     assert original == {"data": {"items": [1, 2, 3], "count": 3}}
+
+
+@dataclasses.dataclass
+class Order:
+    id: int
+    lines: list[str]
+
+
+def test_a_dataclass_input_reaches_each_branch_as_its_own_copy_of_its_own_type(
+    system: ActorSystem,
+) -> None:
+    seen: list[Any] = []
+    lock = threading.Lock()
+
+    def take(order: Any) -> str:
+        with lock:
+            seen.append(order)
+        order.lines.append("mine")
+        return type(order).__name__
+
+    one = tool(take, name="one")
+    original = Order(7, ["a"])
+    sequential = SequentialWorkflow([one])
+    parallel = ParallelWorkflow([one, tool(take, name="two")])
+    assert system.run(sequential, Order(7, ["a"]), timeout=WAIT).value == "Order"
+    # Bound as the sequential step binds it: one value of its own type, not keyword fields.
+    assert system.run(parallel, original, timeout=WAIT).value == ["Order", "Order"]
+    copies = seen[1:]
+    assert all(isinstance(order, Order) and order.id == 7 for order in copies)
+    assert copies[0] is not copies[1]
+    assert sorted(map(len, (order.lines for order in copies))) == [2, 2]
+    assert original == Order(7, ["a"])
+
+
+def test_paths_and_fractions_are_shared_as_the_immutable_values_they_are(
+    system: ActorSystem,
+) -> None:
+    def kind(value: Any) -> str:
+        return type(value).__name__
+
+    flow = ParallelWorkflow([tool(kind, name="one"), tool(kind, name="two")])
+    assert system.run(flow, Fraction(1, 3), timeout=WAIT).value == ["Fraction", "Fraction"]
+    path_kind = type(PurePosixPath("/tmp")).__name__
+    assert system.run(flow, PurePosixPath("/tmp"), timeout=WAIT).value == [path_kind] * 2
 
 
 def test_shared_inputs_are_the_callers_object_with_copy_input_none(system: ActorSystem) -> None:

@@ -2,17 +2,22 @@
 
 ``snapshot(value)`` encodes a value once with the msgpack codec and returns a function that
 decodes a fresh, independent copy for each branch. Immutable values (numbers, strings, bytes,
-enum members, tuples and frozensets of immutable values) and frozen pydantic models are shared
-as they are. A mutable pydantic model at the top is rebuilt as its own type; models and
-dataclasses nested inside containers arrive as dicts (the codec's one-way rule). A value the
+enum members, paths, fractions, tuples and frozensets of immutable values) and frozen pydantic
+models are shared as they are. A mutable pydantic model or a dataclass at the top is rebuilt
+as its own type, so a branch binds it as the caller's step would; models and dataclasses
+nested inside containers arrive as dicts (the codec's one-way rule). A value the
 codec cannot encode raises :class:`InputNotCopyableError` naming its path; pass ``copy=False``
 (a step's ``copy_input="none"``) to share it instead, at your own risk.
 """
 
 from __future__ import annotations
 
+import copy as _copy
+import dataclasses
 import datetime as _dt
 import enum
+import fractions
+import pathlib
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -41,6 +46,8 @@ _SCALARS = (
     uuid.UUID,
     enum.Enum,
     range,
+    pathlib.PurePath,
+    fractions.Fraction,
 )
 
 
@@ -78,6 +85,8 @@ def snapshot(value: object, *, copy: bool = True, what: str = "input") -> Callab
             model = type(value)
             data = encode(value.model_dump(mode="python"))
             return lambda: model.model_validate(decode(data))
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return _dataclass_copies(value)
         data = encode(value)
     except CodecError as exc:
         msg = (
@@ -86,3 +95,20 @@ def snapshot(value: object, *, copy: bool = True, what: str = "input") -> Callab
         )
         raise InputNotCopyableError(msg) from exc
     return lambda: decode(data)
+
+
+def _dataclass_copies(value: Any) -> Callable[[], Any]:
+    """Copies of a dataclass instance, of its own type, each field a fresh decoded copy.
+
+    Raises:
+        CodecError: a field cannot be encoded.
+    """
+    data = encode({field.name: getattr(value, field.name) for field in dataclasses.fields(value)})
+
+    def rebuild() -> Any:
+        fresh = _copy.copy(value)  # the same type (slots, frozen and all); fields replaced below
+        for name, field_value in decode(data).items():
+            object.__setattr__(fresh, name, field_value)
+        return fresh
+
+    return rebuild
