@@ -313,3 +313,23 @@ def test_running_what_is_not_a_step_is_a_type_error_naming_it(
     with pytest.raises(TypeError, match=r"call takes a tool .*got SequentialWorkflow"):
         system.call(SequentialWorkflow([inc]), 1)  # type: ignore[arg-type]
     assert system.actors() == []
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "named"),
+    [
+        ({"timeout": "5"}, TypeError, "timeout must be a number of seconds, got '5'"),
+        ({"timeout": True}, TypeError, "timeout must be a number of seconds, got True"),
+        ({"cancellation_timeout": -1}, ValueError, "cancellation_timeout must be >= 0"),
+        ({"cancellation_timeout": "x"}, TypeError, "cancellation_timeout must be a number"),
+    ],
+)
+def test_a_timeout_that_is_not_seconds_is_refused_naming_it(
+    system: ActorSystem, options: dict[str, Any], error: type[Exception], named: str
+) -> None:
+    with pytest.raises(error, match=named):
+        system.call(inc, 1, **options)
+    if "cancellation_timeout" not in options:
+        with pytest.raises(error, match=named):
+            system.run(inc, 1, **options)
+    assert system.actors() == []

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import numbers
 import threading
 import time
 from collections.abc import Callable
@@ -268,7 +269,7 @@ class CancelScope:
                 f"(deadline={deadline!r}, timeout={timeout!r})"
             )
         if timeout is not None:
-            timeout = float(timeout)
+            timeout = _seconds(timeout, "timeout", name)
             if math.isnan(timeout) or timeout < 0:
                 raise ValueError(
                     f"cancel scope {name!r}: timeout must be a non-negative number of seconds, "
@@ -276,7 +277,7 @@ class CancelScope:
                 )
             return None if timeout == math.inf else clock.now() + timeout
         if deadline is not None:
-            deadline = float(deadline)
+            deadline = _seconds(deadline, "deadline", name)
             if math.isnan(deadline) or deadline == -math.inf:
                 raise ValueError(
                     f"cancel scope {name!r}: deadline must be a time or math.inf, got {deadline!r}"
@@ -557,3 +558,15 @@ class CancelScope:
         except BaseException as exc:  # noqa: BLE001 - returned, and re-raised by the caller
             return exc
         return None
+
+
+def _seconds(value: object, what: str, name: str) -> float:
+    """``value`` as a float if it is a real number (not a bool).
+
+    Raises:
+        TypeError: it is not; the message names the scope and what was given.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        msg = f"cancel scope {name!r}: {what} must be a number of seconds, got {value!r}"
+        raise TypeError(msg)
+    return float(value)

@@ -722,9 +722,12 @@ class ActorSystem:
         """Start one tool call and return a future of its ``StepResult``.
 
         Raises:
-            TypeError: ``leaf`` is not a tool.
+            TypeError: ``leaf`` is not a tool, or a timeout is not a number.
+            ValueError: a timeout is negative.
         """
         _check_target(leaf, "call", "prepare", "a tool (made with @tool or tool(fn))")
+        _check_seconds(timeout, "timeout")
+        _check_seconds(cancellation_timeout, "cancellation_timeout")
         return self.leaf_pool.submit(
             leaf.prepare(input),
             parent=self.scope,
@@ -938,3 +941,20 @@ def _check_target(target: object, method: str, member: str, expected: str) -> No
         got = f"{type(target).__name__} {target!r}"
     msg = f"ActorSystem.{method} takes {expected}, got {got}"
     raise TypeError(msg)
+
+
+def _check_seconds(value: object, name: str) -> None:
+    """Raise unless ``value`` is ``None`` or a number of seconds >= 0.
+
+    Raises:
+        TypeError: it is not a number (a bool is not one).
+        ValueError: it is negative or NaN.
+    """
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"{name} must be a number of seconds, got {value!r}"
+        raise TypeError(msg)
+    if not value >= 0:  # NaN too
+        msg = f"{name} must be >= 0 seconds, got {value!r}"
+        raise ValueError(msg)
