@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -58,6 +59,8 @@ from supervisors.batches import (
 from supervisors.limits import ResourceLimits
 
 __all__ = ["BranchSupervisor"]
+
+logger = logging.getLogger("castflow.supervisors")
 
 
 # -- messages -----------------------------------------------------------------------------
@@ -194,6 +197,8 @@ class BranchSupervisor(Actor):
         self._leaves.stop()
         self._settle()
         self._flush()
+        for state in self._batches.values():
+            _close_source(state.batch)
         # An ended actor is freed by the cyclic collector: it must not keep the batches (and
         # through their calls, the run's result) that long.
         self._batches.clear()
@@ -727,9 +732,21 @@ class BranchSupervisor(Actor):
                 why = state.cancelled or "the step was cancelled before it finished"
                 self._emit(state, BatchCut(state.batch.key, state.admitted, why))
             self._batches.pop(state.batch.key, None)
+            _close_source(state.batch)
             # The lane's callbacks hold the state: without this cycle the batch (its call, the
             # run's reply and result) goes as soon as nothing else holds it.
             state.lane = None
+
+
+def _close_source(batch: BranchBatch) -> None:
+    """Close the batch's branches (a generator, say over a user's items) once it is over."""
+    close = getattr(batch.branches, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception:
+        logger.exception("closing the branches of batch %r failed", batch.key)
 
 
 def _lane_fits(batch: BranchBatch) -> bool:

@@ -358,3 +358,37 @@ def test_a_custom_aggregation_running_past_the_deadline_makes_a_timeout(
     flow = ParallelWorkflow([square, square], aggregation=Aggregation.custom(take_long))
     result = system.run(flow, 1, timeout=0.2)
     assert result.status is Status.TIMEOUT
+
+
+@pytest.mark.parametrize("ending", ["failure", "cancel", "deadline"])
+def test_a_run_that_stops_early_closes_its_item_generator_at_once(
+    system: ActorSystem, ending: str
+) -> None:
+    closed = threading.Event()
+    started = threading.Event()
+
+    def rows() -> Iterator[int]:
+        try:
+            yield from range(100_000)
+        finally:
+            closed.set()  # a cursor or a file would be closed here
+
+    @tool
+    def map_item(x: int, ctx: ToolContext) -> int:
+        """Fail on item 10 (for the failure); otherwise wait to be cut."""
+        started.set()
+        if ending == "failure" and x == 10:
+            raise ValueError("ten")
+        if ending != "failure":
+            ctx.scope.wait(WAIT)
+        return x
+
+    flow = MapReduceWorkflow(map_item, lambda acc, v: acc + v, initial=0, max_concurrency=4)
+    run = system.start(flow, rows(), timeout=0.2 if ending == "deadline" else WAIT)
+    if ending == "cancel":
+        assert started.wait(WAIT)
+        run.cancel()
+    result = run.result(timeout=WAIT)
+    expected = {"failure": Status.ERROR, "cancel": Status.CANCELLED, "deadline": Status.TIMEOUT}
+    assert result.status is expected[ending]
+    assert closed.wait(WAIT), "the item generator was left open"

@@ -172,17 +172,24 @@ def _item_branches(node: MapReduceWorkflow, items: Iterator[Any]) -> Iterator[Br
     spec = node.mapper
     copy = node.copy_input == "branch"
     what = f"an item of map_reduce {node.name!r}"
-    for index, item in enumerate(items):
-        make = snapshot(item, copy=copy, what=what)
-        # By position (index, name, step, input, timeout, semaphores): one is built per item.
-        yield Branch(
-            index,
-            f"{spec.name}[{index}]",
-            spec.step,
-            _mapped(spec, make),
-            spec.timeout,
-            spec.semaphores,
-        )
+    try:
+        for index, item in enumerate(items):
+            make = snapshot(item, copy=copy, what=what)
+            # By position (index, name, step, input, timeout, semaphores): one is built per item.
+            yield Branch(
+                index,
+                f"{spec.name}[{index}]",
+                spec.step,
+                _mapped(spec, make),
+                spec.timeout,
+                spec.semaphores,
+            )
+    finally:
+        # A run that stops early (a failure, a cancel, its deadline) closes the user's
+        # generator now, so its own cleanup (a cursor, a file) runs at once, on this thread.
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def _mapped(spec: StepSpec, make: Callable[[], Any]) -> Callable[[], Any]:
