@@ -176,8 +176,6 @@ def _detail(record: StepResult) -> str:
             return counts
         return f"{counts}: {short(record.value)}"
     if record.status is Status.OK:
-        if isinstance(record, WorkflowStepResult):
-            return ""
         return short(record.value)
     if record.error is not None:
         return f"{record.error.type.rsplit('.', 1)[-1]}: {record.error.message}"
