@@ -327,10 +327,13 @@ def test_an_abandoned_incarnation_is_fenced_like_a_killed_process(system: ActorS
     blocker = Block()
     answer = late.ask((blocker, sink))
     assert blocker.entered.wait(WAIT)
+    queued = late.ask("queued behind the stuck handler")
     assert type(system.stop(late, timeout=0.05)).__name__ == "Abandoned"
-    # The asker stops waiting at the abandonment, not when the stuck handler returns.
+    # The askers stop waiting at the abandonment, not when the stuck handler returns.
     with pytest.raises(ActorDeadError, match="abandoned while handling"):
         answer.result(WAIT)
+    with pytest.raises(ActorDeadError, match="stopped before handling"):
+        queued.result(WAIT)
     blocker.gate.set()
     late.join(WAIT)
     thread = system._abandoned[0][0]

@@ -254,13 +254,15 @@ class Actor(pykka.ThreadingActor):
     def _fence(self) -> None:
         """Stop taking mail and leave the loop as soon as the running handler returns.
 
-        Used when the incarnation is abandoned: its end has already been reported, and its
-        thread only has to finish quietly.
+        Used when the incarnation is abandoned (its end is reported as ``Abandoned``): its
+        thread only has to finish quietly. What was queued for it fails now, as after a stop,
+        rather than waiting behind a handler that may never return.
         """
         self.abandoned = True
         if self._fenced_when_abandoned:
             note_fenced()
         self._accepting = False
+        self._drain()
         self.scope.cancel(CancelReason.ABANDONED)
         self.actor_inbox.put(Envelope(StopRequest("abandoned")))
         handling = self._handling
