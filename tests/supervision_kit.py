@@ -172,7 +172,7 @@ class Kit:
     def close(self) -> None:
         self.release()
         # Abandoned threads end once their gate opens; the report must see them ended.
-        for thread, _, _ in list(self.system._abandoned):
+        for thread, *_ in list(self.system._abandoned):
             if thread is not None:
                 thread.join(WAIT)
         report = self.system.shutdown(timeout=WAIT)

@@ -295,6 +295,7 @@ def test_a_branch_ignoring_cancellation_is_abandoned_and_the_run_completes_witho
                 leaf_statuses.append(event.status)
         assert leaf_statuses == [Status.TIMEOUT]
         assert "-leaf-" in event.actor
+        assert event.running == "stuck", "the event names the step the thread is stuck in"
         assert event.waited == pytest.approx(0.2)
         assert system.abandoned_alive() == 1
         (thread,) = [t for t in threading.enumerate() if t.name == event.thread]
@@ -308,7 +309,9 @@ def test_a_branch_ignoring_cancellation_is_abandoned_and_the_run_completes_witho
         probe.release.set()
         report = system.shutdown(timeout=WAIT)
     assert report.clean
-    assert [(t.thread, t.alive) for t in report.abandoned] == [(event.thread, False)]
+    assert [(t.thread, t.alive, t.running) for t in report.abandoned] == [
+        (event.thread, False, "stuck")
+    ]
     while not seen.empty():
         late = seen.get_nowait()
         assert not (isinstance(late, StepFinished) and late.step == "stuck"), late
@@ -370,7 +373,9 @@ def test_shutdown_right_after_a_cut_run_waits_for_the_grace_not_its_deadline() -
         assert run.result(timeout=WAIT).status is Status.CANCELLED
         report = system.shutdown(timeout=60.0)
         assert report.duration < 30.0, f"shutdown waited for its deadline: {report.duration}"
-        assert [("-leaf-" in t.owner, t.alive) for t in report.abandoned] == [(True, True)]
+        assert [("-leaf-" in t.owner, t.alive, t.running) for t in report.abandoned] == [
+            (True, True, "stuck")
+        ]
         assert not probe.ended.is_set()
     finally:
         probe.release.set()

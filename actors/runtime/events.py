@@ -77,11 +77,15 @@ class ActorFailed(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActorAbandoned(Event):
-    """A thread was given up because it did not stop in time; it may still be running."""
+    """A thread was given up because it did not stop in time; it may still be running.
+
+    ``running`` names the step a leaf worker was stuck in (``None`` for other actors).
+    """
 
     actor: str
     thread: str
     waited: float
+    running: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

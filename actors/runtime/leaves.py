@@ -489,11 +489,17 @@ class _AbandonOrphan:
 
     worker: LeafWorker
     grace: float
+    running: str
 
     def tell(self, _message: object) -> None:
         """Abandon the worker unless it has ended (its tool returned within the grace)."""
         if not self.worker.has_ended:
-            self.worker.system.abandon(self.worker, self.grace)
+            self.worker.system.abandon(self.worker, self.grace, running=self.running)
+
+
+def _running(job: LeafJob) -> str:
+    """What a stuck worker runs, for its abandonment's report: the job's step name."""
+    return job.label or job.task.name
 
 
 def _env(job: LeafJob, system: ActorSystem) -> LeafEnv:
@@ -1232,7 +1238,7 @@ class LeafDispatcher:
             return
         self._workers.discard(worker)
         self._forget(job)
-        self._owner.system.abandon(worker, job.cancellation_timeout)
+        self._owner.system.abandon(worker, job.cancellation_timeout, running=_running(job))
         queue = self._queue
         with queue.lock:
             replace = bool(queue.ready) and not queue.parked
@@ -1311,7 +1317,7 @@ class LeafDispatcher:
             job.release_permits()
         with queue.lock:
             busy = [
-                (job.worker, job.cancellation_timeout)
+                (job.worker, job.cancellation_timeout, _running(job))
                 for job in self._running
                 if job.worker is not None and not job.finished
             ]
@@ -1323,7 +1329,7 @@ class LeafDispatcher:
         if spares is not None:
             # An idle worker of a per-run owner serves the next one; the others end. One that
             # ran a job this owner did not see finish ends too: its abandon check is pending.
-            running = {worker for worker, _grace in busy}
+            running = {worker for worker, _grace, _step in busy}
             idle = [worker for worker in self._workers if worker not in running]
             kept = queue.hand_over(idle[: spares.room()], spares)
         for worker in list(self._workers):
@@ -1331,9 +1337,10 @@ class LeafDispatcher:
                 worker.handle.stop()
         # A busy worker's abandon check would come to this owner, which is ending: the system's
         # timer gives up the ones whose tool ignores its cancellation past the grace.
-        for worker, grace in busy:
+        for worker, grace, step in busy:
             try:
-                self._owner.system.timers.schedule(grace, _AbandonOrphan(worker, grace), None)
+                orphan = _AbandonOrphan(worker, grace, step)
+                self._owner.system.timers.schedule(grace, orphan, None)
             except TimerServiceStoppedError:
                 return  # the system is shutting down: it abandons the threads still running
 

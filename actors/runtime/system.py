@@ -72,6 +72,7 @@ class AbandonedThread(BaseModel):
         owner: the actor or leaf that ran on it.
         waited: seconds castflow waited before giving up.
         alive: whether the thread was still running when the report was made.
+        running: the step a leaf worker was stuck in (its name in its parent), if any.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -80,6 +81,7 @@ class AbandonedThread(BaseModel):
     owner: str
     waited: float
     alive: bool
+    running: str | None = None
 
 
 class KilledProcess(BaseModel):
@@ -251,7 +253,7 @@ class ActorSystem:
         # shutdown waits for them too, so none outlives it.
         self._ending: list[LoopThread] = []
         self._roots: list[ActorHandle[Any]] = []
-        self._abandoned: list[tuple[threading.Thread | None, str, float]] = []
+        self._abandoned: list[tuple[threading.Thread | None, str, float, str | None]] = []
         self._dead_letters = 0
         self._closed = False
         self._shutdown_report: ShutdownReport | None = None
@@ -494,8 +496,13 @@ class ActorSystem:
             self.abandon(actor, timeout or 0.0)
             return actor.terminated.result()
 
-    def abandon(self, actor: Actor, waited: float) -> bool:
+    def abandon(self, actor: Actor, waited: float, *, running: str | None = None) -> bool:
         """Give up on ``actor``'s thread: end its incarnation as ``Abandoned``, fence it.
+
+        Args:
+            actor: the incarnation.
+            waited: seconds waited for it.
+            running: the step it is stuck in, for the report (a leaf worker's tool).
 
         Returns:
             False if the incarnation had already ended.
@@ -504,7 +511,7 @@ class ActorSystem:
         if not actor._report_end(Abandoned(waited)):
             return False
         thread = actor.thread
-        self.record_abandoned(thread, actor.handle.name, waited)
+        self.record_abandoned(thread, actor.handle.name, waited, running=running)
         return True
 
     def abandoned_alive(self) -> int:
@@ -514,18 +521,28 @@ class ActorSystem:
         with self._lock:
             return sum(
                 1
-                for thread, _owner, _waited in self._abandoned
+                for thread, _owner, _waited, _running in self._abandoned
                 if thread is not None and thread.is_alive()
             )
 
-    def record_abandoned(self, thread: threading.Thread | None, owner: str, waited: float) -> None:
+    def record_abandoned(
+        self,
+        thread: threading.Thread | None,
+        owner: str,
+        waited: float,
+        *,
+        running: str | None = None,
+    ) -> None:
         """Remember a thread given up on, for the shutdown report, and publish the event."""
         with self._lock:
-            self._abandoned.append((thread, owner, waited))
+            self._abandoned.append((thread, owner, waited, running))
         name = thread.name if thread is not None else "?"
-        logger.warning("%s: abandoned thread %s (%s) after %.3f s", self.name, name, owner, waited)
+        what = owner if running is None else f"{owner}, running {running!r}"
+        logger.warning("%s: abandoned thread %s (%s) after %.3f s", self.name, name, what, waited)
         self.events.publish(
-            ActorAbandoned(system=self.name, actor=owner, thread=name, waited=waited)
+            ActorAbandoned(
+                system=self.name, actor=owner, thread=name, waited=waited, running=running
+            )
         )
 
     # -- callbacks from actors -------------------------------------------------------------
@@ -896,7 +913,7 @@ class ActorSystem:
         for loop in ending:
             loop.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
-            stuck = {thread for thread, _owner, _waited in self._abandoned if thread is not None}
+            stuck = {entry[0] for entry in self._abandoned if entry[0] is not None}
         # castflow's own threads end as soon as they are told to, so they get a moment even
         # when the actors used up the deadline: none must outlive shutdown() unreported.
         deadline = max(deadline, time.monotonic() + _OWN_THREADS_GRACE)
@@ -916,8 +933,9 @@ class ActorSystem:
                     owner=owner,
                     waited=waited,
                     alive=thread is not None and thread.is_alive(),
+                    running=running,
                 )
-                for thread, owner, waited in self._abandoned
+                for thread, owner, waited, running in self._abandoned
             ],
             duration=time.monotonic() - started,
             killed=killed,
