@@ -99,20 +99,29 @@ def rss_bytes() -> int:
 
 @dataclass
 class Ledger:
-    """What the event bus saw: leaf executions started and decided, with their statuses."""
+    """What the event bus saw: leaf executions started and decided, with their statuses.
+
+    It keeps only the executions in flight, so that its own memory does not grow with the
+    soak's length and the RSS figures measure castflow's.
+    """
 
     lock: threading.Lock = field(default_factory=threading.Lock)
-    started: Counter[str] = field(default_factory=Counter)
-    finished: Counter[str] = field(default_factory=Counter)
+    in_flight: set[str] = field(default_factory=set)
+    wrong: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     restarts: int = 0
 
     def __call__(self, event: Event) -> None:
         with self.lock:
             if isinstance(event, StepStarted) and event.step == "work":
-                self.started[event.call_id] += 1
+                if event.call_id in self.in_flight:
+                    self.wrong += 1  # started twice
+                self.in_flight.add(event.call_id)
             elif isinstance(event, StepFinished) and event.step == "work":
-                self.finished[event.call_id] += 1
+                if event.call_id in self.in_flight:
+                    self.in_flight.remove(event.call_id)
+                else:
+                    self.wrong += 1  # decided twice, or never started
                 self.statuses[event.status.value] += 1
             elif isinstance(event, ChildRestarting):
                 self.restarts += 1
@@ -120,9 +129,7 @@ class Ledger:
     def unaccounted(self) -> int:
         """Executions started and not decided exactly once (or decided more than once)."""
         with self.lock:
-            wrong = {c for c, n in self.started.items() if self.finished.get(c) != 1}
-            wrong |= {c for c, n in self.finished.items() if n != 1}
-            return len(wrong)
+            return self.wrong + len(self.in_flight)
 
 
 def job_flow(index: int, codes: list[str]) -> Any:
