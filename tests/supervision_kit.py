@@ -172,9 +172,9 @@ class Kit:
     def close(self) -> None:
         self.release()
         # Abandoned threads end once their gate opens; the report must see them ended.
-        for thread, *_ in list(self.system._abandoned):
-            if thread is not None:
-                thread.join(WAIT)
+        for entry in list(self.system._abandoned):
+            if entry.thread is not None:
+                entry.thread.join(WAIT)
         report = self.system.shutdown(timeout=WAIT)
         assert report.clean, f"shutdown left threads running: {report.abandoned}"
 

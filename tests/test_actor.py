@@ -336,9 +336,11 @@ def test_an_abandoned_incarnation_is_fenced_like_a_killed_process(system: ActorS
         queued.result(WAIT)
     blocker.gate.set()
     late.join(WAIT)
-    thread = system._abandoned[0][0]
+    thread = system._abandoned[0].thread
     assert thread is not None
     thread.join(WAIT)
+    assert system.abandoned_alive() == 0
+    assert system._abandoned[0].thread is None, "an ended abandoned thread is still held"
     assert log == ["handler returned"], "the abandoned incarnation ran its stop hook"
     assert sink.ask("probe").result(WAIT) == "probe"
     assert sink_log == ["probe"], "the abandoned thread's tell was delivered"

@@ -11,6 +11,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
@@ -62,6 +63,17 @@ DEFAULT_MAX_IDLE_THREADS = 256
 
 def _noop() -> None:
     return None
+
+
+@dataclass(slots=True)
+class _Abandonment:
+    """A thread given up on: its thread until it has ended, then only its name."""
+
+    thread: threading.Thread | None
+    name: str
+    owner: str
+    waited: float
+    running: str | None
 
 
 class AbandonedThread(BaseModel):
@@ -253,7 +265,8 @@ class ActorSystem:
         # shutdown waits for them too, so none outlives it.
         self._ending: list[LoopThread] = []
         self._roots: list[ActorHandle[Any]] = []
-        self._abandoned: list[tuple[threading.Thread | None, str, float, str | None]] = []
+        self._abandoned: list[_Abandonment] = []  # every one, for the shutdown report
+        self._abandoned_live: list[_Abandonment] = []  # those whose thread may still run
         self._dead_letters = 0
         self._closed = False
         self._shutdown_report: ShutdownReport | None = None
@@ -516,14 +529,22 @@ class ActorSystem:
 
     def abandoned_alive(self) -> int:
         """How many threads this system gave up on are still running."""
-        if not self._abandoned:
+        if not self._abandoned_live:
             return 0
         with self._lock:
-            return sum(
-                1
-                for thread, _owner, _waited, _running in self._abandoned
-                if thread is not None and thread.is_alive()
-            )
+            return len(self._prune_abandoned_locked())
+
+    def _prune_abandoned_locked(self) -> list[_Abandonment]:
+        """Forget the threads of abandonments that have ended (a long-lived system gives up
+        on many over its life: it keeps their names, not their threads); the others."""
+        live = []
+        for entry in self._abandoned_live:
+            if entry.thread is not None and entry.thread.is_alive():
+                live.append(entry)
+            else:
+                entry.thread = None
+        self._abandoned_live = live
+        return live
 
     def record_abandoned(
         self,
@@ -534,9 +555,13 @@ class ActorSystem:
         running: str | None = None,
     ) -> None:
         """Remember a thread given up on, for the shutdown report, and publish the event."""
-        with self._lock:
-            self._abandoned.append((thread, owner, waited, running))
         name = thread.name if thread is not None else "?"
+        entry = _Abandonment(thread, name, owner, waited, running)
+        with self._lock:
+            self._abandoned.append(entry)
+            self._prune_abandoned_locked()
+            if thread is not None:
+                self._abandoned_live.append(entry)
         what = owner if running is None else f"{owner}, running {running!r}"
         logger.warning("%s: abandoned thread %s (%s) after %.3f s", self.name, name, what, waited)
         self.events.publish(
@@ -913,7 +938,7 @@ class ActorSystem:
         for loop in ending:
             loop.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
-            stuck = {entry[0] for entry in self._abandoned if entry[0] is not None}
+            stuck = {e.thread for e in self._prune_abandoned_locked() if e.thread is not None}
         # castflow's own threads end as soon as they are told to, so they get a moment even
         # when the actors used up the deadline: none must outlive shutdown() unreported.
         deadline = max(deadline, time.monotonic() + _OWN_THREADS_GRACE)
@@ -929,13 +954,13 @@ class ActorSystem:
             stopped=stopped,
             abandoned=[
                 AbandonedThread(
-                    thread=thread.name if thread is not None else "?",
-                    owner=owner,
-                    waited=waited,
-                    alive=thread is not None and thread.is_alive(),
-                    running=running,
+                    thread=entry.name,
+                    owner=entry.owner,
+                    waited=entry.waited,
+                    alive=entry.thread is not None and entry.thread.is_alive(),
+                    running=entry.running,
                 )
-                for thread, owner, waited, running in self._abandoned
+                for entry in self._abandoned
             ],
             duration=time.monotonic() - started,
             killed=killed,
