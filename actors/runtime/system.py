@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import itertools
 import logging
 import os
@@ -378,7 +379,8 @@ class ActorSystem:
             raise StartError(msg) from None
         except StartError:
             # Its loop ends right after on_start failed: once it has, the name is free again.
-            actor.terminated.result(self.cancellation_timeout)
+            with contextlib.suppress(concurrent.futures.TimeoutError):
+                actor.terminated.result(self.cancellation_timeout)
             raise
 
     def _fresh_name(self, actor_class: type[Any]) -> str:
