@@ -647,12 +647,9 @@ class Supervisor(Actor):
         reason = self._final_reason
         assert reason is not None
         for child in list(self._children.values()):
-            child.cancel_timers()
-            if child.handle is not None:
-                child.handle._disable_stash()
-            if child.spec.restart is RestartType.TEMPORARY or not self.keeps_ended_children:
-                # A dynamic supervisor starts again empty: its children's names are free.
-                self._delete(child)
+            # Every child stays down; a dynamic supervisor's are removed (it starts again
+            # empty), so their names are free.
+            self._keep_or_delete(child)
         self._publish(SupervisorStopped, reason=reason)
         for request in self._waiting_requests:
             self._refuse(request)
